@@ -1,0 +1,40 @@
+# Two commands matter: `make run` and `make test`. Everything bootstraps itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.deps-installed
+ARCH   ?= x86_64
+
+.PHONY: setup run test lint format bench layer contract clean
+
+setup: $(STAMP)
+
+# Re-installs only when a requirements file changes; safe to run any number of times.
+$(STAMP): requirements.txt requirements-lambda.txt constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/python -m pipeline run
+
+test: setup
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+
+bench: setup
+	$(BIN)/python -m pipeline.bench
+
+layer: setup
+	$(BIN)/python -m infra.layer --arch $(ARCH)
+
+contract: setup
+	@$(BIN)/python -m pipeline contract
+
+clean:
+	rm -rf lake build .pytest_cache .hypothesis

@@ -1,0 +1,562 @@
+"""Decode raw files of any supported shape into bounded chunks of typed rows."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from schemas import input_arrow_schema
+from schemas.transaction import (
+    CHECK_DECIMAL_PLACES,
+    CHECK_GZIP,
+    CHECK_JSON_OBJECT,
+    CHECK_JSON_SYNTAX,
+    CHECK_UTF8,
+    MONEY_SCALE,
+    json_type,
+    type_check,
+)
+
+DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
+# A file that is one JSON document (array or pretty-printed object) must be held whole.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+_JSON_WS = b" \t\r\n"
+_INT64 = (-(2**63), 2**63 - 1)
+
+# Arrow decodes "19.99" (a JSON string) into a decimal column without complaint; the
+# contract says money is a JSON number, so such chunks take the per-line path.
+_MONEY_AS_STRING = tuple(
+    re.compile(rb'"' + name.encode() + rb'"\s*:\s*"') for name in ("price", "total_amount")
+)
+# A key spelled with \u escapes decodes to a field name the byte scan above can't see.
+_ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}[^"\n]*"\s*:')
+
+
+@dataclass
+class Rejected:
+    """A line or element that never became a row: its text and why."""
+
+    raw: bytes
+    check: str
+    line: int | None
+    record_index: int
+    detail: str = ""
+
+
+@dataclass
+class Chunk:
+    """Typed rows from one bounded slice of a file, plus what could not be decoded."""
+
+    index: int
+    table: pa.Table
+    lines: list[int | None]  # 1-based line of each row (None inside a JSON document)
+    record_indexes: list[int]  # position of each row among the file's records
+    raws: list[bytes] | None  # original text per row; None until needed (see raw())
+    decode_errors: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    _data: bytes | None = None  # the NDJSON slice, to recover raws lazily
+
+    @property
+    def records(self) -> int:
+        return self.table.num_rows + len(self.rejected)
+
+    def raw(self, row: int) -> bytes:
+        if self.raws is None:
+            assert self._data is not None
+            self.raws = [ln.strip(_JSON_WS) for ln in self._data.split(b"\n")]
+            self.raws = [r for r in self.raws if r]
+        return self.raws[row]
+
+
+class _Prefixed(io.RawIOBase):
+    """A read-only stream that replays bytes already peeked from another stream."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class _Guarded(io.RawIOBase):
+    """Ends the stream at a decompression error instead of raising, and remembers it."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.error is not None:
+            return 0
+        try:
+            data = self._inner.read(len(buffer))
+        except (OSError, EOFError, zlib.error) as e:
+            self.error = f"{type(e).__name__}: {e}"
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Guarded | None]:
+    """Undo gzip (by magic bytes, whatever the extension) and a UTF-8 byte-order mark."""
+    head = stream.read(2)
+    reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream), 1024 * 1024)
+    guard = None
+    if head == _GZIP_MAGIC:
+        guard = _Guarded(gzip.GzipFile(fileobj=reader, mode="rb"))
+        reader = io.BufferedReader(guard, 1024 * 1024)
+    if reader.peek(3)[:3] == _BOM:
+        reader.read(3)
+    return reader, guard
+
+
+def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
+    """Chunks of typed rows from a raw object: NDJSON, a JSON array or a JSON document."""
+    payload, guard = open_payload(stream)
+    first = _first_significant(payload)
+    if first == b"[" or (first == b"{" and not _first_line_parses(payload)):
+        chunks = _decode_document(payload, chunk_bytes)
+    else:
+        chunks = _decode_ndjson(_slices(payload, chunk_bytes))
+    index = record_index = 0
+    for chunk in chunks:
+        index, record_index = chunk.index + 1, record_index + chunk.records
+        yield chunk
+    if guard is not None and guard.error is not None:
+        # The compressed stream broke: what it held past this point is unreadable, so
+        # it becomes one quarantine entry rather than vanishing.
+        yield Chunk(
+            index=index,
+            table=input_arrow_schema().empty_table(),
+            lines=[],
+            record_indexes=[],
+            raws=[],
+            rejected=[Rejected(b"", CHECK_GZIP, None, record_index, guard.error)],
+        )
+
+
+def _first_significant(payload: IO[bytes]) -> bytes:
+    peeked = payload.peek(64 * 1024)  # type: ignore[attr-defined]
+    stripped = peeked.lstrip(_JSON_WS)
+    return stripped[:1]
+
+
+def _first_line_parses(payload: IO[bytes]) -> bool:
+    """NDJSON unless none of the first few lines is a JSON value (a pretty-printed document)."""
+    peeked = payload.peek(1024 * 1024)  # type: ignore[attr-defined]
+    lines = [ln for ln in peeked.split(b"\n")[:-1] if ln.strip(_JSON_WS)][:3]
+    if not lines:
+        return True  # one long line (or nothing): stream it as NDJSON
+    for line in lines:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        return True
+    return False
+
+
+def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """Bounded slices that end on a line boundary, with the line number they start at."""
+    carry = b""
+    line = 1
+    while True:
+        block = payload.read(chunk_bytes)
+        if not block:
+            break
+        data = carry + block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            if len(carry) > MAX_DOCUMENT_BYTES:  # one absurd line: hand it over as is
+                yield carry, line
+                carry = b""
+            continue
+        piece, carry = data[: cut + 1], data[cut + 1 :]
+        yield piece, line
+        line += piece.count(b"\n")
+    if carry:
+        yield carry, line
+
+
+def _decode_ndjson(slices: Iterator[tuple[bytes, int]]) -> Iterator[Chunk]:
+    record_index = 0
+    for index, (data, first_line) in enumerate(slices):
+        chunk = _fast_chunk(index, data, first_line, record_index)
+        if chunk is None:
+            chunk = _screened_chunk(index, data, first_line, record_index)
+        record_index += chunk.records
+        yield chunk
+
+
+def _line_numbers(data: bytes, first_line: int) -> list[int]:
+    return [n for n, ln in enumerate(data.split(b"\n"), first_line) if ln.strip(_JSON_WS)]
+
+
+def _read_arrow(data: bytes) -> pa.Table:
+    options = pa_json.ParseOptions(
+        explicit_schema=input_arrow_schema(), unexpected_field_behavior="ignore"
+    )
+    return pa_json.read_json(io.BytesIO(data), parse_options=options)
+
+
+def _fast_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk | None:
+    """Arrow decodes the whole slice; None when the slice needs a closer look."""
+    if any(p.search(data) for p in _MONEY_AS_STRING):
+        return None
+    if b"\\u" in data and _ESCAPED_KEY.search(data):
+        return None
+    try:
+        table = _read_arrow(data)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    lines = _line_numbers(data, first_line)
+    if len(lines) != table.num_rows:
+        return None  # a line held more than one value: look line by line
+    return Chunk(
+        index=index,
+        table=table,
+        lines=lines,
+        record_indexes=list(range(record_index, record_index + table.num_rows)),
+        raws=None,
+        _data=data,
+    )
+
+
+def _screened_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk:
+    """Screen each line cheaply; clean lines still go through Arrow in bulk."""
+    pairs = [
+        (text, n)
+        for n, line in enumerate(data.split(b"\n"), first_line)
+        if (text := line.strip(_JSON_WS))
+    ]
+    return next(_line_chunks(pairs, index, record_index, single=True))
+
+
+_SCHEMA_TYPES: dict[str, str] | None = None
+
+
+def _json_types() -> dict[str, str]:
+    global _SCHEMA_TYPES
+    if _SCHEMA_TYPES is None:
+        _SCHEMA_TYPES = {f.name: json_type(f.type) for f in input_arrow_schema()}
+    return _SCHEMA_TYPES
+
+
+def _looks_clean(text: bytes) -> bool:
+    """True when Arrow will decode the line exactly as the exact path would."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(obj, dict):
+        return False
+    for name, kind in _json_types().items():
+        value = obj.get(name)
+        if value is None:
+            continue  # null/missing: Arrow gives null, pandera reports it
+        if kind == "string":
+            if not isinstance(value, str):
+                return False
+        elif kind == "integer":
+            if type(value) is not int or not _INT64[0] <= value <= _INT64[1]:
+                return False
+        elif type(value) is float:
+            digits = repr(value)
+            if "e" in digits or "inf" in digits or "nan" in digits:
+                return False
+            if len(digits.partition(".")[2]) > MONEY_SCALE:
+                return False
+        elif type(value) is not int:
+            return False
+    # Arrow rejects duplicate keys that orjson silently collapses; it then fails the
+    # bulk decode and the whole group falls back to the exact path, which is correct.
+    return True
+
+
+def _assemble(
+    index: int,
+    clean: list[bytes],
+    clean_at: list[int],
+    suspects: list[tuple[int, bytes, int]],
+    line_of: list[int],
+    record_index: int,
+) -> Chunk:
+    tables: list[pa.Table] = []
+    positions: list[int] = []
+    raws: list[bytes] = []
+    errors: dict[int, list[tuple[str, str]]] = {}
+    rejected: list[Rejected] = []
+    if clean:
+        try:
+            tables.append(_read_arrow(b"\n".join(clean)))
+            positions.extend(clean_at)
+            raws.extend(clean)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            suspects = sorted(
+                suspects + [(p, t, line_of[p]) for p, t in zip(clean_at, clean, strict=True)]
+            )
+    rows: list[dict[str, Any]] = []
+    for position, text, line in suspects:
+        result = decode_record(text)
+        if isinstance(result, Rejected):
+            result.line = line
+            result.record_index = record_index + position
+            rejected.append(result)
+            continue
+        row, row_errors = result
+        if row_errors:
+            errors[len(positions)] = row_errors
+        rows.append(row)
+        positions.append(position)
+        raws.append(text)
+    if rows:
+        tables.append(pa.Table.from_pylist(rows, schema=input_arrow_schema()))
+    table = pa.concat_tables(tables) if tables else input_arrow_schema().empty_table()
+    # Restore file order, so "first occurrence" means first in the file.
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    if order != list(range(len(order))):
+        table = table.take(pa.array(order, pa.int64()))
+        raws = [raws[i] for i in order]
+        remap = {old: new for new, old in enumerate(order)}
+        errors = {remap[k]: v for k, v in errors.items()}
+        positions = [positions[i] for i in order]
+    rejected.sort(key=lambda r: r.record_index)
+    return Chunk(
+        index=index,
+        table=table,
+        lines=[line_of[p] for p in positions],
+        record_indexes=[record_index + p for p in positions],
+        raws=raws,
+        decode_errors=errors,
+        rejected=rejected,
+    )
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def decode_record(text: bytes) -> Rejected | tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The exact path: one line to a typed row and its decode errors, or a rejection."""
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return Rejected(text, CHECK_UTF8, None, 0, str(e))
+    try:
+        obj = _EXACT.decode(decoded)
+    except (ValueError, RecursionError) as e:
+        return Rejected(text, CHECK_JSON_SYNTAX, None, 0, str(e)[:200])
+    if not isinstance(obj, dict):
+        return Rejected(text, CHECK_JSON_OBJECT, None, 0, f"JSON {type(obj).__name__}")
+    return typed_row(obj)
+
+
+def typed_row(obj: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Coerce a decoded object to the contract's Arrow types, noting each type error."""
+    row: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
+    for f in input_arrow_schema():
+        value = obj.get(f.name)
+        typed, check = _typed(value, f.type)
+        row[f.name] = typed
+        if check:
+            errors.append((f.name, check))
+    return row, errors
+
+
+def _typed(value: Any, data_type: pa.DataType) -> tuple[Any, str | None]:
+    if value is None:
+        return None, None
+    kind = json_type(data_type)
+    if kind == "string":
+        if not isinstance(value, str):
+            return None, type_check(data_type)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
+            return None, CHECK_UTF8
+        return value, None
+    if kind == "integer":
+        if type(value) is not int:
+            return None, type_check(data_type)
+        # Out-of-range integers are clamped so the range check reports them.
+        return min(max(value, _INT64[0]), _INT64[1]), None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        return None, type_check(data_type)
+    number = Decimal(value)
+    if _decimal_places(number) > data_type.scale:
+        return None, CHECK_DECIMAL_PLACES
+    limit = Decimal(10) ** (data_type.precision - data_type.scale) - Decimal(1).scaleb(
+        -data_type.scale
+    )
+    # Clamped into the column's range; the range checks then report the original value.
+    return max(min(number, limit), -limit).quantize(Decimal(1).scaleb(-data_type.scale)), None
+
+
+def _decimal_places(number: Decimal) -> int:
+    _sign, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int):
+        return 99  # NaN/Infinity never come from JSON, but never pass either
+    trailing = len(digits) - len(bytes(digits).rstrip(b"\x00"))
+    exponent += min(trailing, max(-exponent, 0))
+    return max(-exponent, 0)
+
+
+def _decode_document(payload: IO[bytes], chunk_bytes: int) -> Iterator[Chunk]:
+    """A JSON array of records, or one or more (pretty-printed) JSON objects."""
+    text = payload.read(MAX_DOCUMENT_BYTES + 1)
+    if len(text) > MAX_DOCUMENT_BYTES:
+        # Too big to hold whole: stream it as lines, which quarantines what it can't read.
+        rest = io.BufferedReader(_Prefixed(text, payload), 1024 * 1024)
+        del text
+        yield from _decode_ndjson(_slices(rest, chunk_bytes))
+        return
+    items, remainder_at = _scan_document(text)
+    batch: list[tuple[bytes, int]] = []
+    size = 0
+    index = 0
+    record_index = 0
+    for raw, line in items:
+        batch.append((raw, line))
+        size += len(raw)
+        if size >= chunk_bytes:
+            chunk = _document_chunk(index, batch, record_index)
+            record_index += chunk.records
+            index += 1
+            yield chunk
+            batch, size = [], 0
+    if batch:
+        chunk = _document_chunk(index, batch, record_index)
+        record_index += chunk.records
+        index += 1
+        yield chunk
+    if remainder_at is not None:
+        # Salvage what follows a broken spot line by line, so good records survive.
+        tail = text[remainder_at:]
+        first_line = text.count(b"\n", 0, remainder_at) + 1
+        lines = []
+        for n, line in enumerate(tail.split(b"\n"), first_line):
+            stripped = line.strip(_JSON_WS).rstrip(b",").strip(_JSON_WS)
+            if stripped and stripped not in (b"]", b"["):
+                lines.append((stripped, n))
+        for chunk in _line_chunks(lines, index, record_index):
+            yield chunk
+
+
+def _scan_document(text: bytes) -> tuple[list[tuple[bytes, int]], int | None]:
+    """Split a document into (element text, line); also where it stopped making sense."""
+    try:
+        doc = text.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Decode what is valid; the rest is salvaged line by line.
+        doc = text[: e.start].decode("utf-8")
+        bad_from = e.start
+    else:
+        bad_from = None
+    decoder = json.JSONDecoder()
+    items: list[tuple[bytes, int]] = []
+    pos = _skip_ws(doc, 0)
+    in_array = doc.startswith("[", pos)
+    if in_array:
+        pos = _skip_ws(doc, pos + 1)
+    line = 1 + doc.count("\n", 0, pos)
+    while pos < len(doc):
+        if in_array and doc.startswith("]", pos):
+            end = _skip_ws(doc, pos + 1)
+            if end < len(doc):
+                return items, _to_byte(doc, end)
+            return items, bad_from
+        try:
+            _, end = decoder.raw_decode(doc, pos)
+        except ValueError:
+            return items, _to_byte(doc, pos)
+        element = doc[pos:end]
+        items.append((element.encode("utf-8"), line))
+        line += element.count("\n")
+        nxt = _skip_ws(doc, end)
+        line += doc.count("\n", end, nxt)
+        if in_array and doc.startswith(",", nxt):
+            after = _skip_ws(doc, nxt + 1)
+            line += doc.count("\n", nxt, after)
+            nxt = after
+        elif in_array and not doc.startswith("]", nxt):
+            return items, _to_byte(doc, nxt) if nxt < len(doc) else bad_from
+        pos = nxt
+    if in_array:
+        # The closing bracket never came: the document was truncated.
+        return items, bad_from if bad_from is not None else None
+    return items, bad_from
+
+
+def _to_byte(doc: str, pos: int) -> int:
+    return len(doc[:pos].encode("utf-8"))
+
+
+def _skip_ws(doc: str, pos: int) -> int:
+    while pos < len(doc) and doc[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _document_chunk(index: int, batch: list[tuple[bytes, int]], record_index: int) -> Chunk:
+    return next(_line_chunks(batch, index, record_index, single=True))
+
+
+def _line_chunks(
+    lines: list[tuple[bytes, int]], index: int, record_index: int, single: bool = False
+) -> Iterator[Chunk]:
+    """Chunks from already-split (text, line) pairs, through the screen + exact paths."""
+    step = len(lines) if single else 50_000
+    for start in range(0, max(len(lines), 1), max(step, 1)):
+        part = lines[start : start + step]
+        if not part and not single:
+            return
+        clean, clean_at, suspects = [], [], []
+        for position, (text, line) in enumerate(part):
+            if _looks_clean(text):
+                clean.append(text)
+                clean_at.append(position)
+            else:
+                suspects.append((position, text, line))
+        line_of = [line for _, line in part]
+        chunk = _assemble(index, clean, clean_at, suspects, line_of, record_index)
+        record_index += chunk.records
+        index += 1
+        yield chunk

@@ -1,0 +1,99 @@
+"""The quarantine entry format: one JSON line per bad record, with everything needed to fix it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from schemas import SCHEMA_VERSION
+
+
+def jsonable(value: Any) -> Any:
+    """A decoded JSON value ready for orjson, with Decimals written from their exact digits."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f") if value.is_finite() else f'"{value}"')
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, str):
+        # Lone surrogates (from "\ud800" escapes) can't be UTF-8; keep them visible.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def entry_id(key_id: str, version_token: str, record_index: int) -> str:
+    """Stable identity of a quarantined record across rewrites and replays."""
+    return f"{key_id}-{version_token}-{record_index}"
+
+
+def build_entry(
+    *,
+    entry_id: str,
+    raw: bytes,
+    parsed: dict[str, Any] | None,
+    errors: Iterable[dict[str, Any]],
+    source_key: str,
+    source_version: str,
+    line: int | None,
+    record_index: int,
+    quarantined_at: str,
+    detail: str = "",
+) -> dict[str, Any]:
+    """One quarantine entry. `record` is the original object, or the raw text if unparsed."""
+    entry: dict[str, Any] = {"entry_id": entry_id}
+    if parsed is not None:
+        # The original text, verbatim: exact digits, key order and all.
+        entry["record"] = orjson.Fragment(raw)
+        entry["record_is_raw_text"] = False
+    else:
+        text = raw.decode("utf-8", "replace")
+        entry["record"] = text
+        entry["record_is_raw_text"] = True
+        if text.encode("utf-8") != raw:
+            entry["record_base64"] = base64.b64encode(raw).decode("ascii")
+    entry["errors"] = [
+        {"column": e["column"], "check": e["check"], "value": jsonable(e.get("value"))}
+        for e in errors
+    ]
+    entry.update(
+        source_key=source_key,
+        source_version=source_version,
+        line=line,
+        record_index=record_index,
+        quarantined_at=quarantined_at,
+        schema_version=SCHEMA_VERSION,
+    )
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+def dumps_entries(entries: Iterable[dict[str, Any]]) -> bytes:
+    """JSON Lines bytes of entries."""
+    return b"".join(orjson.dumps(e) + b"\n" for e in entries)
+
+
+_EXACT = json.JSONDecoder(parse_float=Decimal)
+
+
+def load_entries(data: bytes) -> list[dict[str, Any]]:
+    """Entries of a quarantine file, numbers kept exact (Decimal), so replay sees the original."""
+    return [_EXACT.decode(line.decode("utf-8")) for line in data.splitlines() if line.strip()]
+
+
+def original_bytes(entry: dict[str, Any]) -> bytes:
+    """The record as JSON text again (exact values), or its raw bytes if it never parsed."""
+    if not entry.get("record_is_raw_text"):
+        return orjson.dumps(jsonable(entry["record"]))
+    if "record_base64" in entry:
+        return base64.b64decode(entry["record_base64"])
+    return str(entry["record"]).encode("utf-8")

@@ -1,0 +1,98 @@
+"""S3 event in, transform calls out: the logic the Lambda handler and the CLI share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus
+
+from handlers.core.errors import EventError, ObjectNotFound, StorageError
+from handlers.core.storage import RAW_PREFIX, Storage
+
+log = logging.getLogger("pipeline.transformer")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object named by an event."""
+
+    bucket: str
+    key: str
+    event_name: str = ""
+
+
+def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
+    """Objects created according to an S3 notification (or its EventBridge form)."""
+    if not isinstance(event, dict):
+        raise EventError(f"event must be a JSON object, got {type(event).__name__}")
+    if event.get("Event") == "s3:TestEvent":
+        return []  # sent once when the notification is configured
+    if event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
+        detail = event["detail"]
+        try:
+            return [ObjectRef(detail["bucket"]["name"], detail["object"]["key"], "Object Created")]
+        except (KeyError, TypeError) as e:
+            raise EventError(f"EventBridge S3 event without bucket/key: {e}") from e
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise EventError("not an S3 event: no 'Records' list")
+    refs = []
+    for n, record in enumerate(records):
+        try:
+            name = str(record.get("eventName", ""))
+            s3 = record["s3"]
+            # Keys arrive URL-encoded, spaces as '+'.
+            refs.append(ObjectRef(s3["bucket"]["name"], unquote_plus(s3["object"]["key"]), name))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise EventError(f"Records[{n}] is not an S3 record: missing {e}") from e
+    return refs
+
+
+@dataclass
+class EventOutcome:
+    """Per-object results of one event; `failed` objects should be retried."""
+
+    results: list[Any] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objects": [r.to_dict() for r in self.results],
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
+
+
+def process_event(
+    event: dict[str, Any],
+    storage_for: Callable[[str], Storage],
+    on_result: Callable[[Any], None] | None = None,
+) -> EventOutcome:
+    """Transform every raw object the event names; one failure does not stop the others."""
+    from handlers.core.transform import transform_object  # heavy: imported on first use
+
+    outcome = EventOutcome()
+    for ref in object_refs(event):
+        if ref.event_name and not ref.event_name.startswith(("ObjectCreated", "Object Created")):
+            outcome.skipped.append({"key": ref.key, "reason": f"event {ref.event_name}"})
+            continue
+        if not ref.key.startswith(RAW_PREFIX):
+            outcome.skipped.append({"key": ref.key, "reason": f"outside {RAW_PREFIX}"})
+            continue
+        try:
+            result = transform_object(storage_for(ref.bucket), ref.key)
+        except ObjectNotFound:
+            # Deleted (or overwritten and deleted) before we got to it: nothing to do.
+            outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})
+            continue
+        except StorageError as e:
+            log.error("transform failed", extra={"key": ref.key, "reason": e.reason})
+            outcome.failed.append({"key": ref.key, "reason": e.reason})
+            continue
+        outcome.results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return outcome

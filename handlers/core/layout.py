@@ -1,0 +1,57 @@
+"""Where everything lives in the lake: deterministic names derived from the source object."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+
+from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, STATE_PREFIX
+
+MANIFEST_PREFIX = f"{STATE_PREFIX}manifests/"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+_EXTENSIONS = (".json.gz", ".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".json", ".gz")
+
+
+def key_id(source_key: str) -> str:
+    """Stable id of a source key (12 hex digits)."""
+    return hashlib.sha256(source_key.encode("utf-8")).hexdigest()[:12]
+
+
+def version_token(version: str) -> str:
+    """Short token of an object version (ETag, VersionId or local stamp)."""
+    return hashlib.sha256(version.encode("utf-8")).hexdigest()[:10]
+
+
+def stem(source_key: str) -> str:
+    """Readable, filesystem-safe base name of the source key."""
+    name = source_key.rsplit("/", 1)[-1]
+    for ext in _EXTENSIONS:
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return (_UNSAFE.sub("_", name) or "object")[:80]
+
+
+def output_base(source_key: str, version: str) -> str:
+    """Common part of every output name of one version of one source object."""
+    return f"{stem(source_key)}.{key_id(source_key)}.{version_token(version)}"
+
+
+def processed_key(base: str, chunk: int, year: int, month: int, day: int, tag: str = "") -> str:
+    """Hive-style partition path of one Parquet file."""
+    suffix = f".{tag}" if tag else ""
+    return (
+        f"{PROCESSED_PREFIX}year={year}/month={month}/day={day}/{base}.c{chunk:05d}{suffix}.parquet"
+    )
+
+
+def quarantine_key(base: str, chunk: int, landed: datetime, tag: str = "") -> str:
+    """Quarantine file of one chunk, under the day the source object landed."""
+    suffix = f".{tag}" if tag else ""
+    return f"{QUARANTINE_PREFIX}dt={landed:%Y-%m-%d}/{base}.c{chunk:05d}{suffix}.jsonl"
+
+
+def manifest_key(source_key: str) -> str:
+    """Where the transformer records what it wrote for a source key."""
+    return f"{MANIFEST_PREFIX}{key_id(source_key)}.json"

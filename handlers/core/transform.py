@@ -1,0 +1,348 @@
+"""The transform: one raw object in, partitioned Parquet and quarantine entries out."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from handlers.core import manifest as manifests
+from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, decode
+from handlers.core.entries import build_entry, dumps_entries, entry_id
+from handlers.core.layout import (
+    key_id,
+    output_base,
+    processed_key,
+    quarantine_key,
+    version_token,
+)
+from handlers.core.storage import ObjectInfo, Storage
+from schemas import (
+    DATAFRAME_CHECK_COLUMNS,
+    PARTITION_COLUMNS,
+    contract,
+    parse_instants,
+    processed_arrow_schema,
+)
+from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
+
+_EXACT_JSON = None
+
+
+@dataclass
+class TransformResult:
+    """What one transform did; `records_in == processed + quarantined` always."""
+
+    source_key: str
+    source_version: str = ""
+    records_in: int = 0
+    processed: int = 0
+    quarantined: int = 0
+    quarantined_by_check: Counter[str] = field(default_factory=Counter)
+    outputs: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: str = ""  # why nothing was done, if so
+    seconds: float = 0.0
+
+    @property
+    def quarantine_rate(self) -> float:
+        return self.quarantined / self.records_in if self.records_in else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_key": self.source_key,
+            "source_version": self.source_version,
+            "records_in": self.records_in,
+            "processed": self.processed,
+            "quarantined": self.quarantined,
+            "quarantine_rate": round(self.quarantine_rate, 6),
+            "quarantined_by_check": dict(sorted(self.quarantined_by_check.items())),
+            "outputs": len(self.outputs),
+            "removed_superseded": len(self.removed),
+            "skipped": self.skipped or None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class SeenIds:
+    """File-wide set of transaction ids, held as 64-bit hashes in sorted runs.
+
+    Memory is 8 bytes per id rather than the id itself, so a file of any size is
+    checked for duplicates without holding its ids. Two distinct ids share a hash with
+    probability ~n^2/2^65 (about 1e-7 for 4M ids); such a pair would be quarantined as
+    a duplicate, never lost.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray] = []
+
+    @staticmethod
+    def hashes(ids: pa.Array) -> np.ndarray:
+        values = ids.to_numpy(zero_copy_only=False)
+        return pd.util.hash_array(values.astype(object), categorize=False)
+
+    def claim(self, hashes: np.ndarray) -> np.ndarray:
+        """Mark which hashes were seen before (in the file or earlier in `hashes`)."""
+        seen = pd.Series(hashes).duplicated(keep="first").to_numpy()
+        for run in self._runs:
+            pos = np.searchsorted(run, hashes)
+            pos[pos == len(run)] = 0
+            seen |= run[pos] == hashes
+        fresh = np.unique(hashes[~seen])
+        if len(fresh):
+            self._runs.append(fresh)
+            # Merge runs of similar size: O(log n) runs, amortised linear merging.
+            while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+                last = self._runs.pop()
+                self._runs[-1] = np.union1d(self._runs[-1], last)
+        return seen
+
+
+def transform_object(
+    storage: Storage,
+    key: str,
+    *,
+    now: datetime | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> TransformResult:
+    """Validate one raw object; write valid rows to `processed/`, the rest to `quarantine/`.
+
+    Idempotent: a version that was fully processed is skipped; a rerun of a version
+    rewrites the same names; a new version replaces the old version's outputs.
+    """
+    started = time.perf_counter()
+    info = storage.stat(key)
+    result = TransformResult(source_key=key, source_version=info.version)
+    previous = manifests.load(storage, key)
+    if previous and previous.version == info.version and previous.status == manifests.COMPLETE:
+        result.skipped = "already processed"
+        result.seconds = time.perf_counter() - started
+        _restore_counts(result, previous.summary)
+        return result
+    carry = set(previous.outputs + previous.garbage) if previous else set()
+    manifest = manifests.Manifest(source_key=key, version=info.version, garbage=sorted(carry))
+    writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
+    with storage.open_read(key, info.version) as stream:
+        for chunk in decode(stream, chunk_bytes):
+            planned = writer.plan(chunk, result)
+            if not planned:
+                continue
+            manifest.outputs += [k for k, _ in planned]
+            manifests.save(storage, manifest)  # listed before written: never orphaned
+            for out_key, payload in planned:
+                storage.put_bytes(out_key, payload)
+            result.outputs += [k for k, _ in planned]
+    manifest.status = manifests.COMPLETE
+    manifest.summary = result.to_dict()
+    garbage = sorted(carry - set(manifest.outputs))
+    manifest.garbage = garbage
+    manifests.save(storage, manifest)
+    if garbage:
+        for old in garbage:
+            storage.delete(old)
+        result.removed = garbage
+        manifest.garbage = []
+        manifests.save(storage, manifest)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _restore_counts(result: TransformResult, summary: dict[str, Any]) -> None:
+    result.records_in = int(summary.get("records_in", 0))
+    result.processed = int(summary.get("processed", 0))
+    result.quarantined = int(summary.get("quarantined", 0))
+    result.quarantined_by_check = Counter(summary.get("quarantined_by_check", {}))
+
+
+class _ChunkWriter:
+    """Turns decoded chunks into (key, bytes) outputs; holds the file-wide state."""
+
+    def __init__(self, storage: Storage, info: ObjectInfo, now: datetime) -> None:
+        self.info = info
+        self.base = output_base(info.key, info.version)
+        self.key_id = key_id(info.key)
+        self.version_token = version_token(info.version)
+        self.schema = contract(info.last_modified)
+        self.now = now
+        self.now_text = now.isoformat().replace("+00:00", "Z")
+        self.seen = SeenIds()
+
+    def plan(self, chunk: Chunk, result: TransformResult) -> list[tuple[str, bytes]]:
+        errors = validate(chunk, self.schema, self.seen)
+        valid = np.ones(chunk.table.num_rows, dtype=bool)
+        if errors:
+            valid[list(errors)] = False
+        outputs = list(self._parquet(chunk, valid))
+        entries = list(self._entries(chunk, errors))
+        if entries:
+            key = quarantine_key(self.base, chunk.index, self.info.last_modified)
+            outputs.append((key, dumps_entries(entries)))
+        result.records_in += chunk.records
+        result.processed += int(valid.sum())
+        result.quarantined += len(entries)
+        for entry in entries:
+            for error in entry["errors"]:
+                result.quarantined_by_check[_label(error["column"], error["check"])] += 1
+        return outputs
+
+    def _parquet(self, chunk: Chunk, valid: np.ndarray) -> Iterator[tuple[str, bytes]]:
+        if not valid.any():
+            return
+        table = chunk.table.filter(pa.array(valid)) if not valid.all() else chunk.table
+        rows = to_processed(table, self.info.key, self.now)
+        for (year, month, day), part in partitions(rows):
+            buffer = pa.BufferOutputStream()
+            pq.write_table(part, buffer, compression="snappy")
+            yield (
+                processed_key(self.base, chunk.index, year, month, day),
+                buffer.getvalue().to_pybytes(),
+            )
+
+    def _entries(
+        self, chunk: Chunk, errors: dict[int, list[tuple[str, str]]]
+    ) -> Iterator[dict[str, Any]]:
+        for rejected in chunk.rejected:
+            yield build_entry(
+                entry_id=entry_id(self.key_id, self.version_token, rejected.record_index),
+                raw=rejected.raw,
+                parsed=None,
+                errors=[{"column": None, "check": rejected.check, "value": rejected.detail}],
+                source_key=self.info.key,
+                source_version=self.info.version,
+                line=rejected.line,
+                record_index=rejected.record_index,
+                quarantined_at=self.now_text,
+            )
+        for row in sorted(errors):
+            raw = chunk.raw(row)
+            original = _decode_exact(raw)
+            yield build_entry(
+                entry_id=entry_id(self.key_id, self.version_token, chunk.record_indexes[row]),
+                raw=raw,
+                parsed=original,
+                errors=[
+                    {"column": column, "check": check, "value": original.get(column)}
+                    for column, check in errors[row]
+                ],
+                source_key=self.info.key,
+                source_version=self.info.version,
+                line=chunk.lines[row],
+                record_index=chunk.record_indexes[row],
+                quarantined_at=self.now_text,
+            )
+
+
+def _label(column: str | None, check: str) -> str:
+    return f"{column}:{check}" if column else check
+
+
+def _decode_exact(raw: bytes) -> dict[str, Any]:
+    global _EXACT_JSON
+    if _EXACT_JSON is None:
+        import json
+        from decimal import Decimal
+
+        _EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
+    return _EXACT_JSON.decode(raw.decode("utf-8"))
+
+
+def validate(
+    chunk: Chunk, schema: pandera.DataFrameSchema, seen: SeenIds
+) -> dict[int, list[tuple[str, str]]]:
+    """Row -> [(column, check)] for every row that breaks the contract.
+
+    pandera validates the typed frame lazily; its failure cases are split per row here.
+    Decode-time type errors come first; pandera's `not_nullable` for a column that
+    already has a type error is the same problem and is not repeated.
+    """
+    errors: dict[int, list[tuple[str, str]]] = {
+        row: list(errs) for row, errs in chunk.decode_errors.items()
+    }
+    table = chunk.table
+    if table.num_rows:
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+        try:
+            schema.validate(frame, lazy=True)
+        except pandera.errors.SchemaErrors as e:
+            _collect_failures(e.failure_cases, errors)
+        _check_unique(table, errors, seen)
+    return {row: _dedupe(errs) for row, errs in errors.items() if errs}
+
+
+def _collect_failures(cases: pd.DataFrame, errors: dict[int, list[tuple[str, str]]]) -> None:
+    cases = cases[cases["index"].notna()]
+    columns = cases["column"].astype(object).to_numpy()
+    checks = cases["check"].astype(str).to_numpy()
+    rows = cases["index"].astype("int64").to_numpy()
+    for row, column, check in zip(rows.tolist(), columns.tolist(), checks.tolist(), strict=True):
+        column = DATAFRAME_CHECK_COLUMNS.get(check, column)
+        existing = errors.setdefault(row, [])
+        if check == CHECK_NOT_NULL and any(c == column for c, _ in existing):
+            continue
+        existing.append((column, check))
+
+
+def _check_unique(table: pa.Table, errors: dict[int, list[tuple[str, str]]], seen: SeenIds) -> None:
+    # Only rows that are otherwise valid claim an id: the first good copy is kept.
+    candidates = np.ones(table.num_rows, dtype=bool)
+    if errors:
+        candidates[[r for r, errs in errors.items() if errs]] = False
+    rows = np.flatnonzero(candidates)
+    if not len(rows):
+        return
+    ids = table.column("transaction_id").take(pa.array(rows)).combine_chunks()
+    duplicate = seen.claim(SeenIds.hashes(ids))
+    for row in rows[duplicate].tolist():
+        errors.setdefault(row, []).append(("transaction_id", CHECK_UNIQUE))
+
+
+def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(errs))
+
+
+def to_processed(table: pa.Table, source_key: str, ingested_at: datetime) -> pa.Table:
+    """Valid input rows to the processed schema, with derived and lineage columns."""
+    instants = parse_instants(table.column("timestamp").combine_chunks())
+    n = table.num_rows
+    columns: dict[str, pa.Array] = {name: table.column(name) for name in table.column_names}
+    columns["timestamp"] = instants
+    columns["hour"] = pc.hour(instants).cast(pa.int8())
+    columns["day_of_week"] = pc.day_of_week(instants).cast(pa.int8())
+    columns["source_key"] = (
+        pa.array([source_key] * n, pa.string()) if n else pa.array([], pa.string())
+    )
+    columns["ingested_at"] = pa.array(
+        np.full(n, np.datetime64(ingested_at.replace(tzinfo=None), "us")),
+        pa.timestamp("us", tz="UTC"),
+    )
+    columns["year"] = pc.year(instants).cast(pa.int16())
+    columns["month"] = pc.month(instants).cast(pa.int8())
+    columns["day"] = pc.day(instants).cast(pa.int8())
+    schema = processed_arrow_schema()
+    names = [f.name for f in schema] + list(PARTITION_COLUMNS)
+    return pa.table({name: columns[name] for name in names})
+
+
+def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]]:
+    """Split processed rows by UTC day, dropping the partition columns from the files."""
+    keys = pc.add(
+        pc.add(
+            pc.multiply(rows.column("year").cast(pa.int32()), 10_000),
+            pc.multiply(rows.column("month").cast(pa.int32()), 100),
+        ),
+        rows.column("day").cast(pa.int32()),
+    )
+    data = rows.drop_columns(list(PARTITION_COLUMNS))
+    for value in sorted(pc.unique(keys).to_pylist()):
+        part = data.filter(pc.equal(keys, value))
+        yield (value // 10_000, value // 100 % 100, value % 100), part
