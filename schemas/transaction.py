@@ -29,20 +29,17 @@ PRICE_TYPE = arrow.decimal128(10, MONEY_SCALE)
 TOTAL_TYPE = arrow.decimal128(18, MONEY_SCALE)
 INSTANT_TYPE = arrow.timestamp("us", tz="UTC")
 
-# Anchored at both ends: pandera's str_matches is only a prefix match.
+# Anchored at both ends: Arrow's regex match is a search, pandera's str_matches a prefix match.
 ISO8601_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 _ISO8601 = re.compile(ISO8601_PATTERN)
-NOT_BLANK_PATTERN = r"^\s*\S"
 
 Text = Annotated[pd.ArrowDtype, arrow.string()]
 Integer = Annotated[pd.ArrowDtype, arrow.int64()]
 Price = Annotated[pd.ArrowDtype, PRICE_TYPE]
 Total = Annotated[pd.ArrowDtype, TOTAL_TYPE]
 
-_TEXT_RULES = {
-    "str_matches": NOT_BLANK_PATTERN,
-    "str_length": {"min_value": 1, "max_value": MAX_TEXT_LENGTH},
-}
+_TEXT_RULES = {"str_length": {"min_value": 1, "max_value": MAX_TEXT_LENGTH}}
+TEXT_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name")
 
 
 def parse_instants(values: pd.Series | arrow.Array) -> arrow.TimestampArray:
@@ -110,6 +107,12 @@ class Transaction(pa.DataFrameModel):
         description="Unit price; a JSON number with at most 2 decimal places.",
     )
     total_amount: Series[Total] = pa.Field(gt=0, description="quantity x price, exact to the cent.")
+
+    @pa.check(*TEXT_FIELDS, name="not_blank")
+    @classmethod
+    def _not_blank(cls, series: pd.Series) -> pd.Series:
+        # Unicode-aware (NBSP, ideographic space...), unlike a regex's ASCII \s.
+        return series.str.strip().str.len() > 0
 
     @pa.check("category", name="in_catalog")
     @classmethod
@@ -275,8 +278,8 @@ def glue_partition_keys() -> list[dict[str, str]]:
 
 def _rules(name: str) -> list[str]:
     column = Transaction.to_schema().columns[name]
-    rules = ["required, not null"]
-    rules += [check.name if check.name else str(check) for check in column.checks]
+    rules = [CHECK_NOT_NULL]
+    rules += [str(check.error or check.name) for check in column.checks]
     return rules
 
 
@@ -291,13 +294,14 @@ def contract_markdown() -> str:
     ]
     stored = {c.name: c.type for c in output_columns()}
     extra = {
-        "transaction_id": ["unique within the file"],
-        "timestamp": ["not after landing time + 5 min"],
-        "price": [f"at most {MONEY_SCALE} decimal places"],
-        "total_amount": ["= quantity x price exactly"],
+        "transaction_id": [CHECK_UNIQUE],
+        "timestamp": [CHECK_NOT_AFTER],
+        "price": [CHECK_DECIMAL_PLACES],
+        "total_amount": [CHECK_DECIMAL_PLACES, next(iter(DATAFRAME_CHECK_COLUMNS))],
     }
     for name, column in columns.items():
-        rules = ", ".join(f"`{r}`" for r in _rules(name) + extra.get(name, []))
+        typed = [type_check(column.dtype.type.pyarrow_dtype)]
+        rules = ", ".join(f"`{r}`" for r in typed + _rules(name) + extra.get(name, []))
         lines.append(
             f"| `{name}` | JSON {json_type(column.dtype.type.pyarrow_dtype)} | "
             f"`{glue_type(stored[name])}` | {rules} | {column.description} |"

@@ -124,8 +124,9 @@ def _future(rec: dict[str, Any], _rng: random.Random, now: datetime, _p: list) -
 _FAULTS: dict[str, tuple[Mutator, str | None, str]] = {
     **{f"missing_{f}": (_drop(f), f, CHECK_NOT_NULL) for f in FIELDS},
     **{f"null_{f}": (_set(f, None), f, CHECK_NOT_NULL) for f in FIELDS},
-    "blank_transaction_id": (_set("transaction_id", "   "), "transaction_id", "str_matches"),
-    "blank_customer_id": (_set("customer_id", ""), "customer_id", "str_"),
+    "blank_transaction_id": (_set("transaction_id", "   "), "transaction_id", "not_blank"),
+    "blank_customer_id": (_set("customer_id", "\u00a0\t"), "customer_id", "not_blank"),
+    "empty_product_id": (_set("product_id", ""), "product_id", "str_length"),
     "long_product_name": (
         _set("product_name", "x" * (MAX_TEXT_LENGTH + 1)),
         "product_name",
