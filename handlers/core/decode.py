@@ -14,6 +14,7 @@ from typing import IO, Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from schemas import input_arrow_schema
@@ -94,14 +95,17 @@ class _Prefixed(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer)
+        n = 0
         if self._head:
             n = min(len(view), len(self._head))
             view[:n] = self._head[:n]
             self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        if n < len(view):
+            # Fill the rest too: a short first read would defeat peek() for the BOM.
+            data = self._rest.read(len(view) - n)
+            view[n : n + len(data)] = data
+            n += len(data)
+        return n
 
 
 class _Guarded(io.RawIOBase):
@@ -134,8 +138,9 @@ def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Guarded | None]:
     if head == _GZIP_MAGIC:
         guard = _Guarded(gzip.GzipFile(fileobj=reader, mode="rb"))
         reader = io.BufferedReader(guard, 1024 * 1024)
-    if reader.peek(3)[:3] == _BOM:
-        reader.read(3)
+    start = reader.read(len(_BOM))
+    if start != _BOM:
+        reader = io.BufferedReader(_Prefixed(start, reader), 1024 * 1024)
     return reader, guard
 
 
@@ -222,7 +227,27 @@ def _line_numbers(data: bytes, first_line: int) -> list[int]:
     return [n for n, ln in enumerate(data.split(b"\n"), first_line) if ln.strip(_JSON_WS)]
 
 
+# pyarrow 26's JSON reader crashes the process (SIGSEGV) when a top-level value is
+# `null` (found by fuzzing). Arrow only sees data that is one object per line and whose
+# every `null` is an object member's value; anything else takes the per-line path.
+_NULL_NOT_A_MEMBER_VALUE = re.compile(rb"(?<!:)(?<!: )null")
+
+
+def _safe_for_arrow(data: bytes) -> bool:
+    body = data.strip(_JSON_WS)
+    if not body.startswith(b"{") or not body.endswith(b"}"):
+        return False
+    lines = body.count(b"\n") + 1
+    if body.count(b"\n{") + 1 != lines:
+        return False
+    if body.count(b"}\n") + body.count(b"}\r\n") + 1 != lines:
+        return False
+    return b"null" not in body or not _NULL_NOT_A_MEMBER_VALUE.search(body)
+
+
 def _read_arrow(data: bytes) -> pa.Table:
+    if not _safe_for_arrow(data):
+        raise pa.ArrowInvalid("not one JSON object per line")
     options = pa_json.ParseOptions(
         explicit_schema=input_arrow_schema(), unexpected_field_behavior="ignore"
     )
@@ -242,6 +267,8 @@ def _fast_chunk(index: int, data: bytes, first_line: int, record_index: int) -> 
     lines = _line_numbers(data, first_line)
     if len(lines) != table.num_rows:
         return None  # a line held more than one value: look line by line
+    if table.num_rows and _any_all_null(table):
+        return None  # a bare `null` line also decodes to an all-null row
     return Chunk(
         index=index,
         table=table,
@@ -250,6 +277,14 @@ def _fast_chunk(index: int, data: bytes, first_line: int, record_index: int) -> 
         raws=None,
         _data=data,
     )
+
+
+def _any_all_null(table: pa.Table) -> bool:
+    valid = None
+    for column in table.columns:
+        present = pc.is_valid(column)
+        valid = present if valid is None else pc.or_(valid, present)
+    return not pc.all(valid).as_py()
 
 
 def _screened_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk:

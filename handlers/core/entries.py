@@ -17,6 +17,8 @@ def jsonable(value: Any) -> Any:
     """A decoded JSON value ready for orjson, with Decimals written from their exact digits."""
     if isinstance(value, Decimal):
         return orjson.Fragment(format(value, "f") if value.is_finite() else f'"{value}"')
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))  # JSON has no integer limit; orjson does
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list):

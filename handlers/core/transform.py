@@ -93,7 +93,7 @@ class SeenIds:
 
     def claim(self, hashes: np.ndarray) -> np.ndarray:
         """Mark which hashes were seen before (in the file or earlier in `hashes`)."""
-        seen = pd.Series(hashes).duplicated(keep="first").to_numpy()
+        seen = pd.Series(hashes).duplicated(keep="first").to_numpy().copy()
         for run in self._runs:
             pos = np.searchsorted(run, hashes)
             pos[pos == len(run)] = 0
