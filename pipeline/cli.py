@@ -301,7 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lake", default="lake", help="lake directory (default: ./lake)")
     q.set_defaults(func=cmd_query)
 
-    c = sub.add_parser("contract", help="print the data contract as a Markdown table")
+    c = sub.add_parser(
+        "contract",
+        help="print the data contract as a Markdown table",
+        description="Print the data contract, generated from the pandera model in "
+        "schemas/: each field's JSON type, stored type, the checks that guard it (the "
+        "same names quarantine entries report) and its description. The README's table "
+        "is this output.",
+    )
     c.set_defaults(func=cmd_contract)
 
     for register in _extensions():

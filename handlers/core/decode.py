@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import re
@@ -108,35 +107,73 @@ class _Prefixed(io.RawIOBase):
         return n
 
 
-class _Guarded(io.RawIOBase):
-    """Ends the stream at a decompression error instead of raising, and remembers it."""
+class _Gunzip(io.RawIOBase):
+    """Streaming gunzip that keeps every byte it could decompress.
+
+    GzipFile discards the data of a read that hits a truncated or corrupt stream; here
+    the stream just ends there and `error` says why, so the good part is still processed.
+    """
 
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._tail = b""
         self.error: str | None = None
+        self._done = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        if self.error is not None:
-            return 0
+        while not self._pending and not self._done:
+            self._fill()
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _next_input(self) -> bytes:
+        if self._tail:
+            data, self._tail = self._tail, b""
+            return data
+        return self._inner.read(64 * 1024)
+
+    def _fill(self) -> None:
+        if self._z.eof:
+            rest = self._z.unused_data + self._tail
+            self._tail = b""
+            if not rest.strip(b"\x00"):
+                rest += self._inner.read(64 * 1024)
+            if not rest.strip(b"\x00"):
+                self._done = True  # end of the last member (trailing NULs are padding)
+                return
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next gzip member
+            compressed = rest
+        else:
+            compressed = self._next_input()
+            if not compressed:
+                self._pending = self._z.flush()
+                self._done = True
+                self.error = "gzip stream truncated before its end"
+                return
         try:
-            data = self._inner.read(len(buffer))
-        except (OSError, EOFError, zlib.error) as e:
-            self.error = f"{type(e).__name__}: {e}"
-            return 0
-        buffer[: len(data)] = data
-        return len(data)
+            # Bounded output per call: a small bomb can't inflate all at once.
+            self._pending = self._z.decompress(compressed, 8 * 1024 * 1024)
+        except zlib.error as e:
+            self._done = True
+            self.error = f"gzip stream corrupt: {e}"
+            return
+        self._tail = self._z.unconsumed_tail
 
 
-def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Guarded | None]:
+def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Gunzip | None]:
     """Undo gzip (by magic bytes, whatever the extension) and a UTF-8 byte-order mark."""
     head = stream.read(2)
     reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream), 1024 * 1024)
     guard = None
     if head == _GZIP_MAGIC:
-        guard = _Guarded(gzip.GzipFile(fileobj=reader, mode="rb"))
+        guard = _Gunzip(reader)
         reader = io.BufferedReader(guard, 1024 * 1024)
     start = reader.read(len(_BOM))
     if start != _BOM:

@@ -134,8 +134,9 @@ class LocalStorage(Storage):
             raise StorageError("delete", key, e.strerror or str(e), transient=False) from e
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self._path(prefix.rstrip("/")) if prefix.rstrip("/") else self.root
-        start = base if base.is_dir() else base.parent
+        # S3 prefixes are plain string prefixes: "raw" also matches "rawx/...".
+        base = self._path(prefix) if prefix else self.root
+        start = base if prefix.endswith("/") or not prefix else base.parent
         if not start.exists():
             return
         keys = []
