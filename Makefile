@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-installed
 ARCH   ?= x86_64
+RUNTIME ?= python3.12
 
 .PHONY: setup run test lint format bench layer contract clean
 
@@ -30,8 +31,9 @@ format: setup
 bench: setup
 	$(BIN)/python -m pipeline.bench
 
+# The Lambda dependency layer for one architecture: `make layer ARCH=arm64` for prod.
 layer: setup
-	$(BIN)/python -m infra.layer --arch $(ARCH)
+	$(BIN)/python -m infra.layer --arch $(ARCH) --runtime $(RUNTIME)
 
 contract: setup
 	@$(BIN)/python -m pipeline contract

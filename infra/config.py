@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from infra.layer import LAMBDA_UNZIPPED_LIMIT, RUNTIME_GLIBC, layer_zip_path
+from infra.layer import RUNTIME_GLIBC, layer_zip_path
 
 PROJECT = "ecommerce"
 ROOT = Path(__file__).resolve().parent.parent
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-     2557, 2922, 3288, 3653}
+    {
+        1,
+        3,
+        5,
+        7,
+        14,
+        30,
+        60,
+        90,
+        120,
+        150,
+        180,
+        365,
+        400,
+        545,
+        731,
+        1096,
+        1827,
+        2192,
+        2557,
+        2922,
+        3288,
+        3653,
+    }
 )
 ARCHITECTURES = ("x86_64", "arm64")
 ENVIRONMENTS = ("dev", "prod")
@@ -33,13 +57,27 @@ _OWNER = re.compile(r"^[\w.:/=+\-@ ]{1,256}$")  # what AWS allows in a tag value
 _GROUP_KEYS: dict[str, frozenset[str]] = {
     "schedule": frozenset({"expression", "enabled"}),
     "generator": frozenset(
-        {"batchSize", "faultRate", "memoryMb", "timeoutSeconds", "architecture",
-         "reservedConcurrency"}
+        {
+            "batchSize",
+            "faultRate",
+            "memoryMb",
+            "timeoutSeconds",
+            "architecture",
+            "reservedConcurrency",
+        }
     ),
     "transformer": frozenset({"memoryMb", "timeoutSeconds", "architecture", "reservedConcurrency"}),
     "storage": frozenset(
-        {"versioning", "kms", "forceDestroy", "protect", "rawExpiryDays",
-         "athenaResultsExpiryDays", "quarantineExpiryDays", "noncurrentVersionExpiryDays"}
+        {
+            "versioning",
+            "kms",
+            "forceDestroy",
+            "protect",
+            "rawExpiryDays",
+            "athenaResultsExpiryDays",
+            "quarantineExpiryDays",
+            "noncurrentVersionExpiryDays",
+        }
     ),
     "catalog": frozenset({"partitionDiscovery", "crawlerSchedule", "projectionYears"}),
 }
@@ -247,6 +285,19 @@ def _check_cross_field(s: Settings, r: _Reader) -> None:
         ):
             if value is not wanted:
                 r.problem(f"{p}:{key}", f"must be {str(wanted).lower()} in prod")
+    first, last = s.projection_years
+    if s.partition_discovery == "projection" and first:
+        # Rows outside the projected years exist in S3 but are invisible to Athena.
+        from schemas.transaction import EARLIEST_INSTANT
+
+        if first > EARLIEST_INSTANT.year:
+            r.problem(
+                f"{p}:catalog.projectionYears",
+                f"must start by {EARLIEST_INSTANT.year}: the contract accepts transactions "
+                f"from then, got {first}",
+            )
+        if last < date.today().year + 1:
+            r.problem(f"{p}:catalog.projectionYears", f"must reach at least next year, got {last}")
     if s.protect and s.force_destroy:
         r.problem(f"{p}:storage.forceDestroy", "cannot be true while storage.protect is true")
 
@@ -313,10 +364,8 @@ class _Reader:
     def number(self, key: str, value: Any, low: float, high: float) -> float:
         key = self._full(key)
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.problem(key, f"must be a number, got {value!r}")
             return 0.0
@@ -389,8 +438,8 @@ class _Reader:
         value = self.scalar_integer(key, 1)
         if value >= 1 and value not in LOG_RETENTION_DAYS:
             self.problem(
-                key, f"must be a CloudWatch retention period {sorted(LOG_RETENTION_DAYS)}, "
-                f"got {value}"
+                key,
+                f"must be a CloudWatch retention period {sorted(LOG_RETENTION_DAYS)}, got {value}",
             )
         return value
 
@@ -409,12 +458,27 @@ class _Reader:
         return self.number(key, raw, low, high)
 
 
+def read_stack_settings() -> Settings:
+    """The one place that reads Pulumi config; bad config stops the program with one message."""
+    import pulumi
+
+    def lookup(key: str) -> str | None:
+        namespace, _, name = key.partition(":")
+        return pulumi.Config(namespace).get(name)
+
+    try:
+        return load_settings(lookup, stack=pulumi.get_stack(), project=pulumi.get_project())
+    except SettingsError as error:
+        # RunError: Pulumi prints the message alone, without a Python traceback.
+        raise pulumi.RunError(str(error)) from None
+
+
 __all__ = [
-    "LAMBDA_UNZIPPED_LIMIT",
     "PROJECT",
     "FunctionSettings",
     "Settings",
     "SettingsError",
     "load_settings",
+    "read_stack_settings",
     "settings_from_mapping",
 ]

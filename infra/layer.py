@@ -245,10 +245,9 @@ def is_current(spec: LayerSpec) -> bool:
         manifest = LayerManifest.read(spec.manifest_path)
     except (ValueError, TypeError):
         return False
-    return (
-        manifest.requirements_sha256 == requirements_digest(spec.root, spec.runtime, spec.arch)
-        and manifest.zip_sha256 == sha256_of(spec.zip_path)
-    )
+    return manifest.requirements_sha256 == requirements_digest(
+        spec.root, spec.runtime, spec.arch
+    ) and manifest.zip_sha256 == sha256_of(spec.zip_path)
 
 
 def build(spec: LayerSpec, *, force: bool = False, log=print) -> LayerManifest:
@@ -265,13 +264,14 @@ def build(spec: LayerSpec, *, force: bool = False, log=print) -> LayerManifest:
     site.mkdir(parents=True)
     cache = spec.root / "build" / "pip-cache"
     log(f"installing pinned wheels for {spec.runtime} on {spec.arch} into {site}")
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - argv built here, no shell, no user input
         pip_command(spec, site, cache), capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         raise LayerError(f"pip failed for {spec.runtime}/{spec.arch}:\n{result.stderr.strip()}")
     trimmed = trim(site)
     files, unzipped = write_zip(tree, spec.zip_path)
+    shutil.rmtree(tree)  # the zip is the artefact; the unpacked copy is 200+ MiB of disk
     manifest = LayerManifest(
         arch=spec.arch,
         runtime=spec.runtime,
