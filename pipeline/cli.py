@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import shutil
 import sys
@@ -176,7 +177,10 @@ def cmd_transform(args: argparse.Namespace) -> int:
     target = lake.root / key
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.resolve() != target.resolve():
+        same = target.is_file() and filecmp.cmp(source, target, shallow=False)
+        # Identical content landing again is a redelivery (S3 gives it the same ETag):
+        # keep the object as it is, so the transformer recognises the version.
+        if source.resolve() != target.resolve() and not same:
             # Land it the way S3 would: a complete object appears at once.
             tmp = target.with_name(f".tmp-{target.name}")
             shutil.copyfile(source, tmp)
