@@ -101,3 +101,9 @@ def test_landing_time_bounds_the_future() -> None:
     cases = caught.value.failure_cases
     assert list(cases["index"]) == [1]
     assert list(cases["check"]) == ["not_after(landed_at+5min)"]
+
+
+def test_instants_beyond_year_9999_do_not_crash_the_fallback() -> None:
+    # The impossible date forces the value-by-value path, where Python's datetime ends.
+    values = parse_instants(pa.array(["2026-02-30T00:00:00Z", "9999-12-31T23:00:00-05:00"]))
+    assert values.to_pylist() == [None, None]
