@@ -185,7 +185,9 @@ def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterato
     """Chunks of typed rows from a raw object: NDJSON, a JSON array or a JSON document."""
     payload, guard = open_payload(stream)
     first = _first_significant(payload)
-    if first == b"[" or (first == b"{" and not _first_line_parses(payload)):
+    if (first == b"[" and not _array_is_first_of_many_lines(payload)) or (
+        first == b"{" and not _first_line_parses(payload)
+    ):
         chunks = _decode_document(payload, chunk_bytes)
     else:
         chunks = _decode_ndjson(_slices(payload, chunk_bytes))
@@ -225,6 +227,19 @@ def _first_line_parses(payload: IO[bytes]) -> bool:
             continue
         return True
     return False
+
+
+def _array_is_first_of_many_lines(payload: IO[bytes]) -> bool:
+    """A one-line array followed by more lines is an NDJSON record, not the whole document."""
+    peeked = payload.peek(1024 * 1024)  # type: ignore[attr-defined]
+    first, newline, rest = peeked.lstrip(_JSON_WS).partition(b"\n")
+    if not newline or not rest.strip(_JSON_WS):
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, int]]:

@@ -157,3 +157,10 @@ def test_decode_record_reads_numbers_as_decimals() -> None:
     assert not isinstance(result, Exception)
     row, _ = result
     assert row["price"] == Decimal("0.10")
+
+
+def test_a_leading_array_line_in_ndjson_is_one_record() -> None:
+    rows, rejected = records(b'["not", "an", "object"]\n' + NDJSON)
+    assert len(rows) == 2 and rejected == [("json_object", 1)]
+    whole, none = records(b'[{"a": 1}, {"b": 2}]\n')
+    assert len(whole) == 2 and none == []
