@@ -1,0 +1,267 @@
+"""Monitoring tier: encrypted alert topic, alarms on errors, dead letters and quarantine rate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import policies
+from infra.config import Settings
+from infra.functions import METRICS_NAMESPACE
+
+QUARANTINE_RATE_METRIC = "QuarantineRate"
+ALARM_PERIOD_SECONDS = 300
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Alerts go to one SNS topic; a dashboard shows the pipeline at a glance."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: Settings,
+        partition: pulumi.Input[str],
+        account_id: pulumi.Input[str],
+        generator: aws.lambda_.Function,
+        transformer: aws.lambda_.Function,
+        generator_dlq: aws.sqs.Queue,
+        transformer_dlq: aws.sqs.Queue,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("ecommerce:infra:Monitoring", name, None, opts)
+        s = settings
+        child = pulumi.ResourceOptions(parent=self)
+        alarm_prefix = f"{s.name_prefix}-"
+
+        key = aws.kms.Key(
+            f"{name}-alerts-key",
+            description=f"Encrypts the {s.name_prefix} alert topic",
+            enable_key_rotation=True,
+            deletion_window_in_days=30 if s.protect else 7,
+            policy=pulumi.Output.all(partition, account_id).apply(
+                lambda v: json.dumps(
+                    policies.alerts_key_policy(
+                        partition=v[0], region=s.region, account_id=v[1], alarm_prefix=alarm_prefix
+                    )
+                )
+            ),
+            tags=s.tags,
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-alerts-key-alias",
+            name=f"alias/{s.name_prefix}-alerts",
+            target_key_id=key.key_id,
+            opts=child,
+        )
+        self.topic = aws.sns.Topic(
+            f"{name}-alerts",
+            name=f"{s.name_prefix}-alerts",
+            kms_master_key_id=key.arn,
+            tags=s.tags,
+            opts=child,
+        )
+        if s.alert_email:
+            # Email subscriptions stay pending until the recipient clicks the confirmation link.
+            aws.sns.TopicSubscription(
+                f"{name}-alerts-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=s.alert_email,
+                opts=child,
+            )
+
+        actions = [self.topic.arn]
+
+        def alarm(suffix: str, description: str, **metric: Any) -> aws.cloudwatch.MetricAlarm:
+            return aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                name=f"{alarm_prefix}{suffix}",
+                alarm_description=description,
+                period=ALARM_PERIOD_SECONDS,
+                evaluation_periods=1,
+                treat_missing_data="notBreaching",
+                alarm_actions=actions,
+                ok_actions=actions,
+                tags=s.tags,
+                opts=child,
+                **metric,
+            )
+
+        def function_errors(
+            role: str, function: aws.lambda_.Function
+        ) -> aws.cloudwatch.MetricAlarm:
+            return alarm(
+                f"{role}-errors",
+                f"The {role} function failed at least once in 5 minutes.",
+                namespace="AWS/Lambda",
+                metric_name="Errors",
+                dimensions={"FunctionName": function.name},
+                statistic="Sum",
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
+
+        def dead_letters(role: str, queue: aws.sqs.Queue) -> aws.cloudwatch.MetricAlarm:
+            return alarm(
+                f"{role}-dead-letters",
+                f"Events the {role} gave up on are waiting in its dead-letter queue.",
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": queue.name},
+                statistic="Maximum",
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
+
+        self.alarms = [
+            function_errors("transformer", transformer),
+            function_errors("generator", generator),
+            dead_letters("transformer", transformer_dlq),
+            dead_letters("generator", generator_dlq),
+            alarm(
+                "quarantine-rate",
+                f"More than {s.quarantine_rate_alarm_percent}% of records were quarantined "
+                "(average over 5 minutes): the source or the contract changed.",
+                namespace=METRICS_NAMESPACE,
+                metric_name=QUARANTINE_RATE_METRIC,
+                # The transformer's EMF dimensions, exactly: service and stack.
+                dimensions={"service": "transformer", "stack": s.stack},
+                statistic="Average",
+                unit="Percent",
+                comparison_operator="GreaterThanThreshold",
+                threshold=s.quarantine_rate_alarm_percent,
+            ),
+        ]
+
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{s.name_prefix}-pipeline",
+            dashboard_body=pulumi.Output.all(
+                generator.name,
+                transformer.name,
+                generator_dlq.name,
+                transformer_dlq.name,
+                *[a.arn for a in self.alarms],
+            ).apply(
+                lambda v: json.dumps(
+                    dashboard_body(
+                        s,
+                        generator=v[0],
+                        transformer=v[1],
+                        generator_dlq=v[2],
+                        transformer_dlq=v[3],
+                        alarm_arns=list(v[4:]),
+                    )
+                )
+            ),
+            opts=child,
+        )
+        self.register_outputs({"alertTopic": self.topic.arn})
+
+
+def dashboard_body(
+    s: Settings,
+    *,
+    generator: str,
+    transformer: str,
+    generator_dlq: str,
+    transformer_dlq: str,
+    alarm_arns: list[str],
+) -> dict[str, Any]:
+    """CloudWatch dashboard JSON, as a dict."""
+
+    def metric_widget(
+        title: str, metrics: list[list[Any]], x: int, y: int, stat: str = "Sum"
+    ) -> dict[str, Any]:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": s.region,
+                "stat": stat,
+                "period": ALARM_PERIOD_SECONDS,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    pipeline = [METRICS_NAMESPACE]
+    dims = ["service", "transformer", "stack", s.stack]
+    return {
+        "widgets": [
+            {
+                "type": "alarm",
+                "x": 0,
+                "y": 0,
+                "width": 24,
+                "height": 3,
+                "properties": {"title": "Alarms", "alarms": alarm_arns},
+            },
+            metric_widget(
+                "Records in / processed / quarantined",
+                [
+                    [*pipeline, "RecordsIn", *dims],
+                    [*pipeline, "RecordsProcessed", *dims],
+                    [*pipeline, "RecordsQuarantined", *dims],
+                ],
+                0,
+                3,
+            ),
+            metric_widget(
+                "Quarantine rate (%)",
+                [[*pipeline, QUARANTINE_RATE_METRIC, *dims]],
+                12,
+                3,
+                stat="Average",
+            ),
+            metric_widget(
+                "Invocations and errors",
+                [
+                    ["AWS/Lambda", "Invocations", "FunctionName", generator],
+                    ["AWS/Lambda", "Errors", "FunctionName", generator],
+                    ["AWS/Lambda", "Invocations", "FunctionName", transformer],
+                    ["AWS/Lambda", "Errors", "FunctionName", transformer],
+                ],
+                0,
+                9,
+            ),
+            metric_widget(
+                "Duration (p95, ms)",
+                [
+                    ["AWS/Lambda", "Duration", "FunctionName", generator],
+                    ["AWS/Lambda", "Duration", "FunctionName", transformer],
+                ],
+                12,
+                9,
+                stat="p95",
+            ),
+            metric_widget(
+                "Dead-letter queue depth",
+                [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", generator_dlq],
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", transformer_dlq],
+                ],
+                0,
+                15,
+                stat="Maximum",
+            ),
+            metric_widget(
+                "Throttles",
+                [
+                    ["AWS/Lambda", "Throttles", "FunctionName", generator],
+                    ["AWS/Lambda", "Throttles", "FunctionName", transformer],
+                ],
+                12,
+                15,
+            ),
+        ]
+    }
