@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import re
@@ -294,7 +295,22 @@ def _safe_for_arrow(data: bytes) -> bool:
         return False
     if body.count(b"}\n") + body.count(b"}\r\n") + 1 != lines:
         return False
-    return b"null" not in body or not _NULL_NOT_A_MEMBER_VALUE.search(body)
+    if b"null" in body and _NULL_NOT_A_MEMBER_VALUE.search(body):
+        return False
+    # Arrow copies invalid UTF-8 into string columns unchecked; the contract quarantines it.
+    return body.isascii() or _is_utf8(body)
+
+
+def _is_utf8(data: bytes, step: int = 1 << 20) -> bool:
+    """UTF-8 validity in bounded slices, so no full-size str is ever built."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(data), step):
+            decoder.decode(data[start : start + step])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _read_arrow(data: bytes) -> pa.Table:

@@ -164,3 +164,10 @@ def test_a_leading_array_line_in_ndjson_is_one_record() -> None:
     assert len(rows) == 2 and rejected == [("json_object", 1)]
     whole, none = records(b'[{"a": 1}, {"b": 2}]\n')
     assert len(whole) == 2 and none == []
+
+
+def test_invalid_utf8_inside_a_string_is_rejected_by_every_path() -> None:
+    line = b'{"transaction_id": "\x80", "quantity": 1}'
+    for data in (line, NDJSON + line + b"\n", line + b"\n" + NDJSON):
+        _rows, rejected = records(data)
+        assert ("utf8", data.split(b"\n").index(line) + 1) in rejected
