@@ -93,7 +93,8 @@ class LocalStorage(Storage):
             raise StorageError("stat", key, e.strerror or str(e), transient=False) from e
         if not path.is_file():
             raise ObjectNotFound(key)
-        token = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()).hexdigest()
+        # Size and mtime, like an ETag for our purposes; no inode, so a copied lake keeps them.
+        token = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
         return ObjectInfo(
             key=key,
             size=st.st_size,
