@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as arrow
@@ -42,22 +43,111 @@ _TEXT_RULES = {"str_length": {"min_value": 1, "max_value": MAX_TEXT_LENGTH}}
 TEXT_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name")
 
 
-def parse_instants(values: pd.Series | arrow.Array) -> arrow.TimestampArray:
+def parse_instants(
+    values: pd.Series | arrow.Array | arrow.ChunkedArray, *, remember: bool = True
+) -> arrow.TimestampArray:
     """Parse ISO-8601 strings to UTC instants; null where a value is not a valid instant.
 
-    Offset-less values mean UTC. The vectorised Arrow cast handles clean columns; a
-    column with any impossible date (e.g. Feb 30) is re-parsed value by value so one
-    bad value cannot poison its neighbours.
+    Offset-less values mean UTC. The vectorised Arrow cast handles clean stretches of
+    the column; a stretch with an impossible date (e.g. Feb 30) is split until the bad
+    values are parsed one by one, so one bad value cannot poison its neighbours.
+
+    Three checks and the writer parse the same column: the last results are kept and
+    returned again for equal input (compared as Arrow data, far cheaper than parsing).
+    `remember=False` leaves that memory alone (for a thread working ahead).
     """
-    strings = arrow.array(values, type=arrow.string(), from_pandas=True)
+    strings = _strings_of(values)
+    for held, parsed in list(_RECENT):
+        same_shape = len(held) == len(strings) and held.null_count == strings.null_count
+        if same_shape and _chunked(held).equals(_chunked(strings)):
+            return parsed
+    parsed = _parse_instants(strings)
+    if remember:
+        _RECENT[:] = [(strings, parsed), *_RECENT[: _RECENT_SIZE - 1]]
+    return parsed
+
+
+def remember_instants(
+    values: pd.Series | arrow.Array | arrow.ChunkedArray, parsed: arrow.TimestampArray
+) -> None:
+    """Let `parse_instants(values)` return `parsed`, worked out ahead (on another thread)."""
+    _RECENT[:] = [(_strings_of(values), parsed), *_RECENT[: _RECENT_SIZE - 1]]
+
+
+# The checks see the column without its nulls, the writer with them: two to remember.
+_RECENT_SIZE = 2
+_RECENT: list[tuple[arrow.Array | arrow.ChunkedArray, arrow.TimestampArray]] = []
+
+
+def _strings_of(values: pd.Series | arrow.Array | arrow.ChunkedArray) -> arrow.Array:
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype):
+        values = values.array.__arrow_array__()  # the column's own Arrow data, no copy
+    if isinstance(values, arrow.Array | arrow.ChunkedArray):
+        return values if values.type == arrow.string() else values.cast(arrow.string())
+    return arrow.array(values, type=arrow.string(), from_pandas=True)
+
+
+def _chunked(values: arrow.Array | arrow.ChunkedArray) -> arrow.ChunkedArray:
+    return values if isinstance(values, arrow.ChunkedArray) else arrow.chunked_array([values])
+
+
+def _parse_instants(strings: arrow.Array | arrow.ChunkedArray) -> arrow.TimestampArray:
+    if isinstance(strings, arrow.ChunkedArray):
+        strings = strings.combine_chunks()
     well_formed = pc.fill_null(pc.match_substring_regex(strings, ISO8601_PATTERN), False)
-    has_offset = pc.match_substring_regex(strings, r"(Z|[+-]\d{2}(:?\d{2})?)$")
-    normalised = pc.if_else(has_offset, strings, pc.binary_join_element_wise(strings, "Z", ""))
-    candidates = pc.if_else(well_formed, normalised, arrow.scalar(None, arrow.string()))
+    if pc.all(pc.ends_with(strings, "Z")).as_py() is not False:
+        normalised = strings  # every value carries its offset: nothing to append
+    else:
+        has_offset = pc.match_substring_regex(strings, r"(Z|[+-]\d{2}(:?\d{2})?)$")
+        normalised = pc.if_else(has_offset, strings, pc.binary_join_element_wise(strings, "Z", ""))
+    if pc.all(well_formed).as_py():
+        candidates = normalised
+    else:
+        candidates = pc.if_else(well_formed, normalised, arrow.scalar(None, arrow.string()))
+    return _cast_instants(candidates)
+
+
+def _cast_instants(candidates: arrow.Array) -> arrow.TimestampArray:
     try:
         return pc.cast(candidates, INSTANT_TYPE)
     except (arrow.ArrowInvalid, arrow.ArrowNotImplementedError):
+        pass
+    # Split off the values no calendar can refuse: they cast in one go, and only the
+    # rest (Feb 29-31, hour 24, year 9999...) is bisected down to the ones that fail.
+    plain = pc.fill_null(pc.match_substring_regex(candidates, _PLAIN_INSTANT_PATTERN), False)
+    mask = plain.to_numpy(zero_copy_only=False)
+    if not mask.any():
+        return _bisect_instants(candidates)
+    parts = [_bisect_instants(candidates.filter(plain)), _bisect_instants(candidates.filter(~mask))]
+    positions = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+    back = np.empty(len(positions), dtype=np.int64)
+    back[positions] = np.arange(len(positions))
+    return arrow.concat_arrays(parts).take(arrow.array(back))
+
+
+def _bisect_instants(candidates: arrow.Array) -> arrow.TimestampArray:
+    try:
+        return pc.cast(candidates, INSTANT_TYPE)
+    except (arrow.ArrowInvalid, arrow.ArrowNotImplementedError):
+        pass
+    if len(candidates) <= 64:
         return arrow.array([_parse_one(v) for v in candidates.to_pylist()], INSTANT_TYPE)
+    half = len(candidates) // 2
+    return arrow.concat_arrays(
+        [_bisect_instants(candidates.slice(0, half)), _bisect_instants(candidates.slice(half))]
+    )
+
+
+# Instants every calendar accepts: years 0002-9998 (an offset cannot push them out of
+# range), real days of month (Feb 29 aside), hours 00-23, minutes and seconds 00-59,
+# offsets within a day.
+_PLAIN_INSTANT_PATTERN = (
+    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-"
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
+    r"[T ](?:[01]\d|2[0-3]):[0-5]\d"
+    r"(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?$"
+)
 
 
 def _parse_one(value: str | None) -> datetime | None:
@@ -111,8 +201,10 @@ class Transaction(pa.DataFrameModel):
     @pa.check(*TEXT_FIELDS, name="not_blank")
     @classmethod
     def _not_blank(cls, series: pd.Series) -> pd.Series:
-        # Unicode-aware (NBSP, ideographic space...), unlike a regex's ASCII \s.
-        return series.str.strip().str.len() > 0
+        # Unicode-aware (NBSP, ideographic space...), unlike a regex's ASCII \s. Same
+        # verdict as `str.strip().str.len() > 0` (Arrow uses one whitespace table for
+        # both), without building a stripped copy of the column.
+        return (series.str.len() > 0) & ~series.str.isspace()
 
     @pa.check("category", name="in_catalog")
     @classmethod

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,14 +38,7 @@ _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
 _JSON_WS = b" \t\r\n"
 _INT64 = (-(2**63), 2**63 - 1)
-
-# Arrow decodes "19.99" (a JSON string) into a decimal column without complaint; the
-# contract says money is a JSON number, so such chunks take the per-line path.
-_MONEY_AS_STRING = tuple(
-    re.compile(rb'"' + name.encode() + rb'"\s*:\s*"') for name in ("price", "total_amount")
-)
-# A key spelled with \u escapes decodes to a field name the byte scan above can't see.
-_ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}[^"\n]*"\s*:')
+_READ_STEP = 1024 * 1024
 
 
 @dataclass
@@ -69,7 +63,9 @@ class Chunk:
     raws: list[bytes] | None  # original text per row; None until needed (see raw())
     decode_errors: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
-    _data: bytes | None = None  # the NDJSON slice, to recover raws lazily
+    _data: bytes | memoryview | None = None  # the NDJSON slice, to recover raws lazily
+    # Where each row's line starts and ends in `_data`; None: row i is non-blank line i.
+    _spans: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def records(self) -> int:
@@ -78,7 +74,11 @@ class Chunk:
     def raw(self, row: int) -> bytes:
         if self.raws is None:
             assert self._data is not None
-            self.raws = [ln.strip(_JSON_WS) for ln in self._data.split(b"\n")]
+            if self._spans is not None:
+                # Only rows that break the contract need their text: cut it out on demand.
+                starts, ends = self._spans
+                return bytes(self._data[starts[row] : ends[row]]).strip(_JSON_WS)
+            self.raws = [ln.strip(_JSON_WS) for ln in bytes(self._data).split(b"\n")]
             self.raws = [r for r in self.raws if r]
         return self.raws[row]
 
@@ -102,9 +102,14 @@ class _Prefixed(io.RawIOBase):
             self._head = self._head[n:]
         if n < len(view):
             # Fill the rest too: a short first read would defeat peek() for the BOM.
-            data = self._rest.read(len(view) - n)
-            view[n : n + len(data)] = data
-            n += len(data)
+            readinto = getattr(self._rest, "readinto", None)
+            if readinto is not None:
+                n += readinto(view[n:]) or 0  # straight into the caller's buffer
+            else:
+                # Bounded reads: a 32 MB request must not build a 32 MB temporary.
+                data = self._rest.read(min(len(view) - n, _READ_STEP))
+                view[n : n + len(data)] = data
+                n += len(data)
         return n
 
 
@@ -243,41 +248,61 @@ def _array_is_first_of_many_lines(payload: IO[bytes]) -> bool:
     return True
 
 
-def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """Bounded slices that end on a line boundary, with the line number they start at."""
+def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview]:
+    """Bounded slices that end on a line boundary (the last one may not).
+
+    Each slice is read straight into its own buffer and handed out as a view of it, so a
+    slice costs its size once: no concatenated or cut copies of it.
+    """
     carry = b""
-    line = 1
     while True:
-        block = payload.read(chunk_bytes)
-        if not block:
+        buffer = bytearray(len(carry) + chunk_bytes)
+        buffer[: len(carry)] = carry
+        got = _fill(payload, memoryview(buffer)[len(carry) :])
+        if not got:
             break
-        data = carry + block
-        cut = data.rfind(b"\n")
+        end = len(carry) + got
+        cut = buffer.rfind(b"\n", 0, end)
         if cut < 0:
-            carry = data
+            carry = bytes(buffer[:end])
             if len(carry) > MAX_DOCUMENT_BYTES:  # one absurd line: hand it over as is
-                yield carry, line
+                yield carry
                 carry = b""
             continue
-        piece, carry = data[: cut + 1], data[cut + 1 :]
-        yield piece, line
-        line += piece.count(b"\n")
+        carry = bytes(buffer[cut + 1 : end])
+        if 2 * (cut + 1) < len(buffer):
+            piece: bytes | memoryview = bytes(buffer[: cut + 1])  # a short read: don't pin
+        else:
+            piece = memoryview(buffer)[: cut + 1]
+        del buffer
+        yield piece
+        del piece
     if carry:
-        yield carry, line
+        yield carry
 
 
-def _decode_ndjson(slices: Iterator[tuple[bytes, int]]) -> Iterator[Chunk]:
+def _fill(payload: IO[bytes], view: memoryview) -> int:
+    """Read until `view` is full or the stream ends; bytes read."""
+    total = 0
+    while total < len(view):
+        n = payload.readinto(view[total:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        total += n
+    return total
+
+
+def _decode_ndjson(slices: Iterator[bytes | memoryview]) -> Iterator[Chunk]:
     record_index = 0
-    for index, (data, first_line) in enumerate(slices):
-        chunk = _fast_chunk(index, data, first_line, record_index)
-        if chunk is None:
-            chunk = _screened_chunk(index, data, first_line, record_index)
+    first_line = 1
+    for index, data in enumerate(slices):
+        offsets = _line_offsets(data)
+        chunk = _ndjson_chunk(index, data, offsets, first_line, record_index)
+        first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
+        del data, offsets  # the chunk keeps what it needs; let go before the next read
         record_index += chunk.records
         yield chunk
-
-
-def _line_numbers(data: bytes, first_line: int) -> list[int]:
-    return [n for n, ln in enumerate(data.split(b"\n"), first_line) if ln.strip(_JSON_WS)]
+        del chunk
 
 
 # pyarrow 26's JSON reader crashes the process (SIGSEGV) when a top-level value is
@@ -322,37 +347,243 @@ def _read_arrow(data: bytes) -> pa.Table:
     return pa_json.read_json(io.BytesIO(data), parse_options=options)
 
 
-def _fast_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk | None:
-    """Arrow decodes the whole slice; None when the slice needs a closer look."""
-    if any(p.search(data) for p in _MONEY_AS_STRING):
-        return None
-    if b"\\u" in data and _ESCAPED_KEY.search(data):
-        return None
+# The NDJSON fast path. Most lines of most files are plain records; one RE2 pass (Arrow,
+# in C++) finds the lines Arrow decodes exactly as the exact path would: keys spelled
+# plainly, strings of valid UTF-8 without surrogate escapes, integers within int64, money
+# with at most the column's decimals (and few enough digits that a float shows them all),
+# `null` only as a member's value. Those are decoded by Arrow in bulk, straight from the
+# slice; only the other lines are looked at in Python. The pattern runs on bytes (RE2's
+# Latin-1 mode), so UTF-8 validity is spelled out byte by byte.
+_WS = r"[ \t\r]*"
+_UTF8_CHAR = (
+    r"[\x20\x21\x23-\x5b\x5d-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]"
+    r"|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    r"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+_ESCAPE = r'\\(?:["\\/bfnrt]|u(?:[0-9a-cA-CefEF][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))'
+_STRING = rf'"(?:{_UTF8_CHAR}|{_ESCAPE})*"'
+_INTEGER = r"-?(?:0|[1-9][0-9]{0,17})"  # at most 18 digits: always within int64
+_ANY_NUMBER = r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?"
+_KEY_BYTE = r"[\x20\x21\x23-\x5b\x5d-\x7e]"  # printable ASCII but quote and backslash
+_FLOAT_DIGITS = 15  # a float shows up to 15 significant digits exactly
+_SCAN_STEP = 4 * 1024 * 1024
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+# 4 MB blocks: a 32 MB slice still parses on every core, and its columns come out in 8
+# pieces instead of 32, which makes every later step (checks, Parquet pages) cheaper.
+_READ_OPTIONS = pa_json.ReadOptions(block_size=4 * 1024 * 1024)
+_CANONICAL: str | None = None
+
+
+def canonical_line_pattern() -> str:
+    """RE2 pattern (on bytes) of an NDJSON line that Arrow may decode in bulk."""
+    return rf"^{_canonical_record()}\n?$"
+
+
+def _canonical_slice_pattern() -> str:
+    """RE2 pattern of a whole slice of canonical lines: one pass, no per-line overhead."""
+    record = _canonical_record()
+    return rf"^(?:{record}\n)*(?:{record})?$"
+
+
+def _canonical_record() -> str:
+    global _CANONICAL
+    if _CANONICAL is None:
+        _CANONICAL = _build_canonical_record(input_arrow_schema())
+    return _CANONICAL
+
+
+def _build_canonical_record(schema: pa.Schema) -> str:
+    members = []
+    for f in schema:
+        if json_type(f.type) == "string":
+            value = f"{_STRING}|"
+        elif pa.types.is_integer(f.type):
+            value = f"{_INTEGER}|"
+        elif pa.types.is_decimal(f.type):
+            digits = min(f.type.precision, _FLOAT_DIGITS) - f.type.scale
+            fraction = rf"(?:\.[0-9]{{1,{f.type.scale}}})?" if f.type.scale else ""
+            value = f"-?(?:0|[1-9][0-9]{{0,{digits - 1}}}){fraction}|" if digits > 0 else ""
+        else:
+            value = ""  # any other type: only null is plain enough
+        members.append(f"{_key_literal(f.name)}{_WS}:{_WS}(?:{value}null)")
+    other = f'"{_other_key([f.name for f in schema])}"'
+    members.append(f"{other}{_WS}:{_WS}(?:{_STRING}|{_ANY_NUMBER}|true|false|null)")
+    member = "(?:" + "|".join(members) + ")"
+    return rf"{_WS}\{{{_WS}(?:{member}{_WS}(?:,{_WS}{member}{_WS})*)?\}}{_WS}"
+
+
+def _key_literal(name: str) -> str:
+    return '"' + "".join(f"\\x{b:02x}" for b in name.encode()) + '"'
+
+
+def _other_key(names: list[str]) -> str:
+    """Any plain key but `names` (RE2 has no lookahead, so spelled out as a trie)."""
+    children: dict[str, list[str]] = {}
+    for name in names:
+        if name:
+            children.setdefault(name[0], []).append(name[1:])
+    alternatives = [] if "" in names else [""]
+    excluded = "".join(f"\\x{ord(c):02x}" for c in sorted(children))
+    alternatives.append(rf'[^"\\\x00-\x1f\x7f-\xff{excluded}]{_KEY_BYTE}*')
+    for char, tails in sorted(children.items()):
+        alternatives.append(f"\\x{ord(char):02x}{_other_key(tails)}")
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+def _line_offsets(data: bytes | memoryview) -> np.ndarray:
+    """Where each line starts, then the end: line i is data[o[i]:o[i + 1]], newline kept."""
+    view = np.frombuffer(data, np.uint8)
+    parts = [np.zeros(1, np.int64)]
+    for start in range(0, len(view), _SCAN_STEP):  # bounded temporaries
+        parts.append(np.flatnonzero(view[start : start + _SCAN_STEP] == 10) + (start + 1))
+    offsets = np.concatenate(parts)
+    if offsets[-1] != len(view):
+        offsets = np.append(offsets, len(view))
+    return offsets
+
+
+def _arrow_rows(buffer: pa.Buffer, rows: int) -> pa.Table | None:
+    """Arrow's bulk decode of canonical lines; None when it disagrees (e.g. a repeated key)."""
+    options = pa_json.ParseOptions(
+        explicit_schema=input_arrow_schema(), unexpected_field_behavior="ignore"
+    )
     try:
-        table = _read_arrow(data)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        table = pa_json.read_json(
+            pa.BufferReader(buffer), read_options=_READ_OPTIONS, parse_options=options
+        )
+    except _ARROW_ERRORS:
         return None
-    lines = _line_numbers(data, first_line)
-    if len(lines) != table.num_rows:
-        return None  # a line held more than one value: look line by line
-    if table.num_rows and _any_all_null(table):
-        return None  # a bare `null` line also decodes to an all-null row
-    return Chunk(
-        index=index,
-        table=table,
-        lines=lines,
-        record_indexes=list(range(record_index, record_index + table.num_rows)),
-        raws=None,
-        _data=data,
+    return table if table.num_rows == rows else None
+
+
+def _joined(lines: pa.BinaryArray) -> pa.Buffer:
+    """The bytes of `lines` back to back, each with its newline."""
+    offsets = np.frombuffer(lines.buffers()[1], np.int32)
+    first, last = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    return lines.buffers()[2].slice(first, last - first)
+
+
+def _ndjson_chunk(
+    index: int, data: bytes | memoryview, offsets: np.ndarray, first_line: int, record_index: int
+) -> Chunk:
+    """One NDJSON slice: canonical lines through Arrow in bulk, the others line by line."""
+    count = len(offsets) - 1
+    buffer = pa.py_buffer(data)
+    whole = pa.Array.from_buffers(
+        pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(buffer)], np.int32)), buffer]
+    )
+    spans = (offsets[:-1], offsets[1:])
+    if count and pc.match_substring_regex(whole, _canonical_slice_pattern())[0].as_py():
+        # Every line is a plain record (so none is blank): Arrow reads the slice in place.
+        table = _arrow_rows(buffer, count)
+        if table is None:
+            return _screened_chunk(index, bytes(data), first_line, record_index)
+        return Chunk(
+            index=index,
+            table=table,
+            lines=list(range(first_line, first_line + count)),
+            record_indexes=list(range(record_index, record_index + count)),
+            raws=None,
+            _data=data,
+            _spans=spans,
+        )
+    lines = pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(offsets.astype(np.int32)), buffer]
+    )
+    canonical = pc.match_substring_regex(lines, canonical_line_pattern())
+    return _mixed_chunk(
+        index, data, first_line, record_index, lines, canonical.to_numpy(zero_copy_only=False)
     )
 
 
-def _any_all_null(table: pa.Table) -> bool:
-    valid = None
-    for column in table.columns:
-        present = pc.is_valid(column)
-        valid = present if valid is None else pc.or_(valid, present)
-    return not pc.all(valid).as_py()
+def _mixed_chunk(
+    index: int,
+    data: bytes | memoryview,
+    first_line: int,
+    record_index: int,
+    lines: pa.BinaryArray,
+    canonical: np.ndarray,
+) -> Chunk:
+    offsets = np.frombuffer(lines.buffers()[1], np.int32).astype(np.int64)
+    starts, ends = offsets[:-1], offsets[1:]
+    nonblank = np.ones(len(canonical), dtype=bool)
+    clean: list[bytes] = []
+    clean_at: list[int] = []
+    suspects: list[tuple[int, bytes]] = []
+    for at in np.flatnonzero(~canonical).tolist():
+        text = bytes(data[starts[at] : ends[at]]).strip(_JSON_WS)
+        if not text:
+            nonblank[at] = False
+        elif _looks_clean(text):
+            clean.append(text)
+            clean_at.append(at)
+        else:
+            suspects.append((at, text))
+    position = np.cumsum(nonblank) - 1  # a line's place among the slice's records
+    parts: list[tuple[pa.Table, np.ndarray]] = []
+    bulk = np.flatnonzero(canonical)
+    if len(bulk):
+        table = _arrow_rows(_joined(lines.filter(pa.array(canonical))), len(bulk))
+        if table is None:
+            return _screened_chunk(index, bytes(data), first_line, record_index)
+        parts.append((table, bulk))
+    if clean:
+        try:
+            table = _read_arrow(b"\n".join(clean))
+        except _ARROW_ERRORS:
+            table = None
+        if table is not None and table.num_rows == len(clean):
+            parts.append((table, np.array(clean_at, dtype=np.int64)))
+        else:
+            suspects = sorted(suspects + list(zip(clean_at, clean, strict=True)))
+    rows: list[dict[str, Any]] = []
+    row_at: list[int] = []
+    exact_errors: dict[int, list[tuple[str, str]]] = {}
+    rejected: list[Rejected] = []
+    for at, text in suspects:
+        result = decode_record(text)
+        if isinstance(result, Rejected):
+            result.line = first_line + at
+            result.record_index = record_index + int(position[at])
+            rejected.append(result)
+            continue
+        row, row_errors = result
+        if row_errors:
+            exact_errors[len(rows)] = row_errors
+        rows.append(row)
+        row_at.append(at)
+    base = sum(len(at) for _, at in parts)
+    if rows:
+        parts.append(
+            (pa.Table.from_pylist(rows, schema=input_arrow_schema()), np.array(row_at, np.int64))
+        )
+    errors = {base + k: v for k, v in exact_errors.items()}
+    if parts:
+        table = pa.concat_tables([t for t, _ in parts])
+        at = np.concatenate([a for _, a in parts])
+    else:
+        table = input_arrow_schema().empty_table()
+        at = np.zeros(0, dtype=np.int64)
+    # Restore file order, so "first occurrence" means first in the file.
+    order = np.argsort(at, kind="stable")
+    if (order != np.arange(len(order))).any():
+        table = table.take(pa.array(order))
+        at = at[order]
+        new_row = np.empty(len(order), dtype=np.int64)
+        new_row[order] = np.arange(len(order))
+        errors = {int(new_row[k]): v for k, v in errors.items()}
+    rejected.sort(key=lambda r: r.record_index)
+    return Chunk(
+        index=index,
+        table=table,
+        lines=(at + first_line).tolist(),
+        record_indexes=(position[at] + record_index).tolist(),
+        raws=None,
+        decode_errors=errors,
+        rejected=rejected,
+        _data=data,
+        _spans=(starts[at], ends[at]),
+    )
 
 
 def _screened_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk:
@@ -495,42 +726,76 @@ def typed_row(obj: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]
     """Coerce a decoded object to the contract's Arrow types, noting each type error."""
     row: dict[str, Any] = {}
     errors: list[tuple[str, str]] = []
-    for f in input_arrow_schema():
-        value = obj.get(f.name)
-        typed, check = _typed(value, f.type)
-        row[f.name] = typed
+    for spec in _field_specs():
+        value = obj.get(spec.name)
+        if value is None:
+            row[spec.name] = None
+            continue
+        typed, check = _typed(value, spec)
+        row[spec.name] = typed
         if check:
-            errors.append((f.name, check))
+            errors.append((spec.name, check))
     return row, errors
 
 
-def _typed(value: Any, data_type: pa.DataType) -> tuple[Any, str | None]:
-    if value is None:
-        return None, None
-    kind = json_type(data_type)
-    if kind == "string":
+@dataclass(frozen=True)
+class _FieldSpec:
+    """What `_typed` needs to know about a field, worked out once from the schema."""
+
+    name: str
+    kind: str  # JSON type: string, integer or number
+    type_error: str
+    scale: int = 0
+    limit: Decimal | None = None  # largest magnitude the decimal column holds
+    quantum: Decimal | None = None  # one unit of its last place
+
+
+_SPECS: tuple[_FieldSpec, ...] | None = None
+
+
+def _field_specs() -> tuple[_FieldSpec, ...]:
+    global _SPECS
+    if _SPECS is None:
+        specs = []
+        for f in input_arrow_schema():
+            spec = _FieldSpec(f.name, json_type(f.type), type_check(f.type))
+            if spec.kind == "number":
+                scale = f.type.scale
+                spec = _FieldSpec(
+                    f.name,
+                    spec.kind,
+                    spec.type_error,
+                    scale,
+                    Decimal(10) ** (f.type.precision - scale) - Decimal(1).scaleb(-scale),
+                    Decimal(1).scaleb(-scale),
+                )
+            specs.append(spec)
+        _SPECS = tuple(specs)
+    return _SPECS
+
+
+def _typed(value: Any, spec: _FieldSpec) -> tuple[Any, str | None]:
+    if spec.kind == "string":
         if not isinstance(value, str):
-            return None, type_check(data_type)
+            return None, spec.type_error
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800"
             return None, CHECK_UTF8
         return value, None
-    if kind == "integer":
+    if spec.kind == "integer":
         if type(value) is not int:
-            return None, type_check(data_type)
+            return None, spec.type_error
         # Out-of-range integers are clamped so the range check reports them.
         return min(max(value, _INT64[0]), _INT64[1]), None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        return None, type_check(data_type)
+        return None, spec.type_error
     number = Decimal(value)
-    if _decimal_places(number) > data_type.scale:
+    if _decimal_places(number) > spec.scale:
         return None, CHECK_DECIMAL_PLACES
-    limit = Decimal(10) ** (data_type.precision - data_type.scale) - Decimal(1).scaleb(
-        -data_type.scale
-    )
+    assert spec.limit is not None and spec.quantum is not None
     # Clamped into the column's range; the range checks then report the original value.
-    return max(min(number, limit), -limit).quantize(Decimal(1).scaleb(-data_type.scale)), None
+    return max(min(number, spec.limit), -spec.limit).quantize(spec.quantum), None
 
 
 def _decimal_places(number: Decimal) -> int:

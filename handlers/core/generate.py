@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import json
 import random
 import uuid
@@ -56,12 +59,44 @@ def _money(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.01"))
 
 
+class _Weighted:
+    """`rng.choices(values, weights)[0]` with the cumulative weights summed once.
+
+    Same arithmetic and the same single `rng.random()` draw as `random.choices`, so the
+    output for a seed is unchanged; it just skips re-summing the weights per record.
+    """
+
+    def __init__(self, values: list[Any], weights: list[float]) -> None:
+        self.values = values
+        self.cum_weights = list(itertools.accumulate(weights))
+        self.total = self.cum_weights[-1] + 0.0
+        self.hi = len(values) - 1
+
+    def pick(self, rng: random.Random) -> Any:
+        return self.values[bisect.bisect(self.cum_weights, rng.random() * self.total, 0, self.hi)]
+
+
+# Popularity falls off with catalog position: a few products sell most.
+_PRODUCT = _Weighted(list(PRODUCTS), [1 / (i + 1) for i in range(len(PRODUCTS))])
+_QUANTITY = _Weighted([1, 2, 3, 4, 5, 10, 25], [60, 20, 8, 5, 4, 2, 1])
+_DISCOUNT = _Weighted([Decimal(0), Decimal("0.10"), Decimal("0.25")], [80, 15, 5])
+
+
+@functools.cache
+def _price(list_price: Decimal, discount: Decimal) -> Decimal:
+    return _money(list_price * (1 - discount))
+
+
+@functools.cache
+def _total(price: Decimal, quantity: int) -> Decimal:
+    return _money(price * quantity)
+
+
 def _clean_record(rng: random.Random, instant: datetime) -> dict[str, Any]:
-    # Popularity falls off with catalog position: a few products sell most.
-    product = rng.choices(PRODUCTS, weights=[1 / (i + 1) for i in range(len(PRODUCTS))])[0]
-    quantity = rng.choices([1, 2, 3, 4, 5, 10, 25], weights=[60, 20, 8, 5, 4, 2, 1])[0]
-    discount = rng.choices([Decimal(0), Decimal("0.10"), Decimal("0.25")], weights=[80, 15, 5])[0]
-    price = _money(product.list_price * (1 - discount))
+    product = _PRODUCT.pick(rng)
+    quantity = _QUANTITY.pick(rng)
+    discount = _DISCOUNT.pick(rng)
+    price = _price(product.list_price, discount)
     return {
         "transaction_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "timestamp": instant.isoformat(timespec="microseconds").replace("+00:00", "Z"),
@@ -71,7 +106,7 @@ def _clean_record(rng: random.Random, instant: datetime) -> dict[str, Any]:
         "category": product.category,
         "quantity": quantity,
         "price": price,
-        "total_amount": _money(price * quantity),
+        "total_amount": _total(price, quantity),
     }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,10 +34,11 @@ from schemas import (
     DATAFRAME_CHECK_COLUMNS,
     PARTITION_COLUMNS,
     contract,
+    input_arrow_schema,
     parse_instants,
     processed_arrow_schema,
 )
-from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
+from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, remember_instants
 
 _EXACT_JSON = None
 
@@ -75,37 +79,57 @@ class TransformResult:
 
 
 class SeenIds:
-    """File-wide set of transaction ids, held as 64-bit hashes in sorted runs.
+    """File-wide set of transaction ids, held as 64-bit hashes in sorted buckets.
 
     Memory is 8 bytes per id rather than the id itself, so a file of any size is
     checked for duplicates without holding its ids. Two distinct ids share a hash with
     probability ~n^2/2^65 (about 1e-7 for 4M ids); such a pair would be quarantined as
-    a duplicate, never lost.
+    a duplicate, never lost. Hashes are spread over 256 sorted buckets by their top
+    byte: adding a chunk's ids rewrites only small buckets, so memory never doubles
+    while the set grows.
     """
 
+    _BUCKET_SHIFT = np.uint64(56)
+    _EDGES = np.arange(257, dtype=np.uint64)
+
     def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
+        empty = np.zeros(0, dtype=np.uint64)
+        self._buckets: list[np.ndarray] = [empty] * 256
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._buckets)
 
     @staticmethod
-    def hashes(ids: pa.Array) -> np.ndarray:
+    def hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        # Python's own string hash (SipHash, 64 bits): fast, and stable within the
+        # process, which is all a set that is never stored needs.
         values = ids.to_numpy(zero_copy_only=False)
-        return pd.util.hash_array(values.astype(object), categorize=False)
+        return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
 
     def claim(self, hashes: np.ndarray) -> np.ndarray:
         """Mark which hashes were seen before (in the file or earlier in `hashes`)."""
-        seen = pd.Series(hashes).duplicated(keep="first").to_numpy().copy()
-        for run in self._runs:
-            pos = np.searchsorted(run, hashes)
-            pos[pos == len(run)] = 0
-            seen |= run[pos] == hashes
-        fresh = np.unique(hashes[~seen])
-        if len(fresh):
-            self._runs.append(fresh)
-            # Merge runs of similar size: O(log n) runs, amortised linear merging.
-            while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-                last = self._runs.pop()
-                self._runs[-1] = np.union1d(self._runs[-1], last)
-        return seen
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        # A stable sort keeps equal hashes in input order: the first one is the keeper.
+        order = np.argsort(hashes, kind="stable")
+        ordered = hashes[order]
+        seen = np.zeros(len(ordered), dtype=bool)
+        seen[1:] = ordered[1:] == ordered[:-1]
+        edges = np.searchsorted(ordered >> self._BUCKET_SHIFT, self._EDGES)
+        for bucket in np.flatnonzero(edges[1:] > edges[:-1]).tolist():
+            lo, hi = int(edges[bucket]), int(edges[bucket + 1])
+            part = ordered[lo:hi]
+            held = self._buckets[bucket]
+            if len(held):
+                at = np.minimum(np.searchsorted(held, part), len(held) - 1)
+                seen[lo:hi] |= held[at] == part
+            fresh = part[~seen[lo:hi]]
+            if len(fresh):
+                merged = np.concatenate((held, fresh))
+                merged.sort(kind="stable")  # two sorted runs: a linear merge
+                self._buckets[bucket] = merged
+        result = np.empty(len(seen), dtype=bool)
+        result[order] = seen
+        return result
 
 
 def transform_object(
@@ -126,15 +150,20 @@ def transform_object(
     previous = manifests.load(storage, key)
     if previous and previous.version == info.version and previous.status == manifests.COMPLETE:
         result.skipped = "already processed"
-        result.seconds = time.perf_counter() - started
         _restore_counts(result, previous.summary)
+        result.seconds = time.perf_counter() - started
         return result
     carry = set(previous.outputs + previous.garbage) if previous else set()
     manifest = manifests.Manifest(source_key=key, version=info.version, garbage=sorted(carry))
     writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
-    with storage.open_read(key, info.version) as stream:
-        for chunk in decode(stream, chunk_bytes):
-            planned = writer.plan(chunk, result)
+    with (
+        storage.open_read(key, info.version) as stream,
+        _prefetched(decode(stream, chunk_bytes)) as chunks,
+    ):
+        writer.warm_up()  # one-time validation setup, while the first chunk decodes
+        for ahead in chunks:
+            planned = writer.plan(ahead.chunk, result, ahead)
+            del ahead  # its slice and rows go now, not after the next slice is decoded
             if not planned:
                 continue
             manifest.outputs += [k for k, _ in planned]
@@ -142,19 +171,100 @@ def transform_object(
             for out_key, payload in planned:
                 storage.put_bytes(out_key, payload)
             result.outputs += [k for k, _ in planned]
+            del planned
+            pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
     manifest.status = manifests.COMPLETE
     manifest.summary = result.to_dict()
     garbage = sorted(carry - set(manifest.outputs))
     manifest.garbage = garbage
     manifests.save(storage, manifest)
     if garbage:
-        for old in garbage:
-            storage.delete(old)
-        result.removed = garbage
-        manifest.garbage = []
-        manifests.save(storage, manifest)
+        _collect_garbage(storage, manifest, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _collect_garbage(
+    storage: Storage, manifest: manifests.Manifest, result: TransformResult
+) -> None:
+    """Delete a complete version's superseded objects, then record that they are gone."""
+    for old in manifest.garbage:
+        storage.delete(old)
+    result.removed = list(manifest.garbage)
+    manifest.garbage = []
+    manifests.save(storage, manifest)
+
+
+@dataclass
+class _Ahead:
+    """A decoded chunk, with what the decode-ahead worker worked out for it too."""
+
+    chunk: Chunk
+    id_hashes: np.ndarray | None = None  # SeenIds.hashes of every row's transaction_id
+    instants: pa.Array | None = None  # parse_instants of the whole timestamp column
+
+
+def _work_ahead(chunk: Chunk) -> _Ahead:
+    table = chunk.table
+    if not table.num_rows:
+        return _Ahead(chunk)
+    return _Ahead(
+        chunk,
+        id_hashes=SeenIds.hashes(table.column("transaction_id")),
+        instants=parse_instants(table.column("timestamp"), remember=False),
+    )
+
+
+@contextmanager
+def _prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[_Ahead]]:
+    """The chunks, the next one decoded on a worker thread while the caller handles this one.
+
+    Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
+    overlaps validation and writing; the worker also hashes the ids and parses the
+    timestamps of its chunk. At most two chunks exist at once: the worker starts on
+    another only when the caller takes the one it finished. Errors (a failed read)
+    surface in the caller, in order.
+    """
+    ready: queue.Queue[tuple[_Ahead | None, BaseException | None]] = queue.Queue()
+    go = threading.Semaphore(1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while True:
+                go.acquire()
+                if stop.is_set():
+                    return
+                chunk = next(chunks, None)
+                ready.put((None if chunk is None else _work_ahead(chunk), None))
+                if chunk is None:
+                    return
+                del chunk
+        except BaseException as e:  # handed to the caller, who re-raises it
+            ready.put((None, e))
+
+    def handed() -> Iterator[_Ahead]:
+        while True:
+            ahead, error = ready.get()
+            if error is not None:
+                raise error
+            if ahead is None:
+                return
+            go.release()  # decode the next one while this one is handled
+            yield ahead
+            del ahead
+
+    worker = threading.Thread(target=work, name="decode-ahead", daemon=True)
+    worker.start()
+    try:
+        yield handed()
+    finally:
+        stop.set()
+        go.release()  # wake the worker if it waits for a go
+        worker.join()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the decoder's own cleanup, now that no thread runs it
 
 
 def _restore_counts(result: TransformResult, summary: dict[str, Any]) -> None:
@@ -177,8 +287,20 @@ class _ChunkWriter:
         self.now_text = now.isoformat().replace("+00:00", "Z")
         self.seen = SeenIds()
 
-    def plan(self, chunk: Chunk, result: TransformResult) -> list[tuple[str, bytes]]:
-        errors = validate(chunk, self.schema, self.seen)
+    def warm_up(self) -> None:
+        """Validate an empty frame: pandera's one-time setup, off the first chunk's path."""
+        empty = input_arrow_schema().empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+        with suppress(pandera.errors.SchemaErrors):  # an empty frame passes, but still
+            self.schema.validate(empty, lazy=True)
+
+    def plan(
+        self, chunk: Chunk, result: TransformResult, ahead: _Ahead | None = None
+    ) -> list[tuple[str, bytes]]:
+        hashes = None
+        if ahead is not None and ahead.instants is not None:
+            remember_instants(chunk.table.column("timestamp"), ahead.instants)
+            hashes = ahead.id_hashes
+        errors = validate(chunk, self.schema, self.seen, id_hashes=hashes)
         valid = np.ones(chunk.table.num_rows, dtype=bool)
         if errors:
             valid[list(errors)] = False
@@ -198,11 +320,16 @@ class _ChunkWriter:
     def _parquet(self, chunk: Chunk, valid: np.ndarray) -> Iterator[tuple[str, bytes]]:
         if not valid.any():
             return
-        table = chunk.table.filter(pa.array(valid)) if not valid.all() else chunk.table
-        rows = to_processed(table, self.info.key, self.now)
+        # Parsed once per chunk: validation already parsed this very column (memoised).
+        instants = parse_instants(chunk.table.column("timestamp"))
+        table = chunk.table
+        if not valid.all():
+            mask = pa.array(valid)
+            table, instants = table.filter(mask), instants.filter(mask)
+        rows = to_processed(table, self.info.key, self.now, instants=instants)
         for (year, month, day), part in partitions(rows):
             buffer = pa.BufferOutputStream()
-            pq.write_table(part, buffer, compression="snappy")
+            pq.write_table(part, buffer, compression="snappy", use_dictionary=_dictionary(part))
             yield (
                 processed_key(self.base, chunk.index, year, month, day),
                 buffer.getvalue().to_pybytes(),
@@ -242,6 +369,14 @@ class _ChunkWriter:
             )
 
 
+# Columns whose values are (nearly) all distinct: a dictionary page only costs time.
+_NO_DICTIONARY = frozenset({"transaction_id", "timestamp"})
+
+
+def _dictionary(table: pa.Table) -> list[str]:
+    return [name for name in table.column_names if name not in _NO_DICTIONARY]
+
+
 def _label(column: str | None, check: str) -> str:
     return f"{column}:{check}" if column else check
 
@@ -257,13 +392,18 @@ def _decode_exact(raw: bytes) -> dict[str, Any]:
 
 
 def validate(
-    chunk: Chunk, schema: pandera.DataFrameSchema, seen: SeenIds
+    chunk: Chunk,
+    schema: pandera.DataFrameSchema,
+    seen: SeenIds,
+    *,
+    id_hashes: np.ndarray | None = None,
 ) -> dict[int, list[tuple[str, str]]]:
     """Row -> [(column, check)] for every row that breaks the contract.
 
     pandera validates the typed frame lazily; its failure cases are split per row here.
     Decode-time type errors come first; pandera's `not_nullable` for a column that
-    already has a type error is the same problem and is not repeated.
+    already has a type error is the same problem and is not repeated. `id_hashes` are
+    `SeenIds.hashes` of every row's id, when the caller has them already.
     """
     errors: dict[int, list[tuple[str, str]]] = {
         row: list(errs) for row, errs in chunk.decode_errors.items()
@@ -275,7 +415,7 @@ def validate(
             schema.validate(frame, lazy=True)
         except pandera.errors.SchemaErrors as e:
             _collect_failures(e.failure_cases, errors)
-        _check_unique(table, errors, seen)
+        _check_unique(table, errors, seen, id_hashes)
     return {row: _dedupe(errs) for row, errs in errors.items() if errs}
 
 
@@ -292,7 +432,12 @@ def _collect_failures(cases: pd.DataFrame, errors: dict[int, list[tuple[str, str
         existing.append((column, check))
 
 
-def _check_unique(table: pa.Table, errors: dict[int, list[tuple[str, str]]], seen: SeenIds) -> None:
+def _check_unique(
+    table: pa.Table,
+    errors: dict[int, list[tuple[str, str]]],
+    seen: SeenIds,
+    id_hashes: np.ndarray | None = None,
+) -> None:
     # Only rows that are otherwise valid claim an id: the first good copy is kept.
     candidates = np.ones(table.num_rows, dtype=bool)
     if errors:
@@ -300,8 +445,14 @@ def _check_unique(table: pa.Table, errors: dict[int, list[tuple[str, str]]], see
     rows = np.flatnonzero(candidates)
     if not len(rows):
         return
-    ids = table.column("transaction_id").take(pa.array(rows)).combine_chunks()
-    duplicate = seen.claim(SeenIds.hashes(ids))
+    if id_hashes is not None:
+        hashes = id_hashes if len(rows) == table.num_rows else id_hashes[rows]
+    else:
+        ids = table.column("transaction_id")
+        if len(rows) < table.num_rows:
+            ids = ids.take(pa.array(rows))
+        hashes = SeenIds.hashes(ids)
+    duplicate = seen.claim(hashes)
     for row in rows[duplicate].tolist():
         errors.setdefault(row, []).append(("transaction_id", CHECK_UNIQUE))
 
@@ -310,24 +461,35 @@ def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(errs))
 
 
-def to_processed(table: pa.Table, source_key: str, ingested_at: datetime) -> pa.Table:
-    """Valid input rows to the processed schema, with derived and lineage columns."""
-    instants = parse_instants(table.column("timestamp").combine_chunks())
+def to_processed(
+    table: pa.Table,
+    source_key: str,
+    ingested_at: datetime,
+    *,
+    instants: pa.Array | None = None,
+) -> pa.Table:
+    """Valid input rows to the processed schema, with derived and lineage columns.
+
+    `instants` is the parsed `timestamp` column when the caller already has it.
+    """
+    if instants is None:
+        instants = parse_instants(table.column("timestamp"))
     n = table.num_rows
     columns: dict[str, pa.Array] = {name: table.column(name) for name in table.column_names}
     columns["timestamp"] = instants
-    columns["hour"] = pc.hour(instants).cast(pa.int8())
-    columns["day_of_week"] = pc.day_of_week(instants).cast(pa.int8())
-    columns["source_key"] = (
-        pa.array([source_key] * n, pa.string()) if n else pa.array([], pa.string())
-    )
+    # The same fields from the zone-less view of these UTC instants: Arrow skips its
+    # time-zone lookups, and UTC fields are what the partitions are named after.
+    utc = instants.cast(pa.timestamp("us"))
+    columns["hour"] = pc.hour(utc).cast(pa.int8())
+    columns["day_of_week"] = pc.day_of_week(utc).cast(pa.int8())
+    columns["source_key"] = pa.repeat(pa.scalar(source_key, pa.string()), n)
     columns["ingested_at"] = pa.array(
         np.full(n, np.datetime64(ingested_at.replace(tzinfo=None), "us")),
         pa.timestamp("us", tz="UTC"),
     )
-    columns["year"] = pc.year(instants).cast(pa.int16())
-    columns["month"] = pc.month(instants).cast(pa.int8())
-    columns["day"] = pc.day(instants).cast(pa.int8())
+    columns["year"] = pc.year(utc).cast(pa.int16())
+    columns["month"] = pc.month(utc).cast(pa.int8())
+    columns["day"] = pc.day(utc).cast(pa.int8())
     schema = processed_arrow_schema()
     names = [f.name for f in schema] + list(PARTITION_COLUMNS)
     return pa.table({name: columns[name] for name in names})
@@ -343,6 +505,8 @@ def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]
         rows.column("day").cast(pa.int32()),
     )
     data = rows.drop_columns(list(PARTITION_COLUMNS))
-    for value in sorted(pc.unique(keys).to_pylist()):
-        part = data.filter(pc.equal(keys, value))
+    values = sorted(pc.unique(keys).to_pylist())
+    for value in values:
+        # One day (the usual case for a batch): the rows as they are, no filtered copy.
+        part = data if len(values) == 1 else data.filter(pc.equal(keys, value))
         yield (value // 10_000, value // 100 % 100, value % 100), part
