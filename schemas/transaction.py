@@ -53,7 +53,8 @@ def parse_instants(
     values are parsed one by one, so one bad value cannot poison its neighbours.
 
     Three checks and the writer parse the same column: the last results are kept and
-    returned again for equal input (compared as Arrow data, far cheaper than parsing).
+    returned again for equal input, or for that input without its nulls (compared as
+    Arrow data, far cheaper than parsing).
     `remember=False` leaves that memory alone (for a thread working ahead).
     """
     strings = _strings_of(values)
@@ -61,6 +62,14 @@ def parse_instants(
         same_shape = len(held) == len(strings) and held.null_count == strings.null_count
         if same_shape and _chunked(held).equals(_chunked(strings)):
             return parsed
+        # pandera hands its checks the column without nulls: that one is derived too.
+        without_nulls = (
+            held.null_count > 0
+            and strings.null_count == 0
+            and len(strings) == len(held) - held.null_count
+        )
+        if without_nulls and _chunked(pc.drop_null(held)).equals(_chunked(strings)):
+            return parsed.filter(pc.is_valid(_chunked(held)).combine_chunks())
     parsed = _parse_instants(strings)
     if remember:
         _RECENT[:] = [(strings, parsed), *_RECENT[: _RECENT_SIZE - 1]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import mmap
 import re
 import zlib
 from collections.abc import Iterator
@@ -70,6 +71,10 @@ class Chunk:
     @property
     def records(self) -> int:
         return self.table.num_rows + len(self.rejected)
+
+    def release_source(self) -> None:
+        """Let go of the raw slice (the largest part of a chunk): raw() is done with."""
+        self.raws = self._data = self._spans = None
 
     def raw(self, row: int) -> bytes:
         if self.raws is None:
@@ -251,12 +256,13 @@ def _array_is_first_of_many_lines(payload: IO[bytes]) -> bool:
 def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview]:
     """Bounded slices that end on a line boundary (the last one may not).
 
-    Each slice is read straight into its own buffer and handed out as a view of it, so a
-    slice costs its size once: no concatenated or cut copies of it.
+    Each slice is read straight into its own anonymous memory map and handed out as a
+    view of it: it costs the pages the read fills, once (nothing zero-filled first, no
+    concatenated or cut copies), and a short last slice costs only its own length.
     """
     carry = b""
     while True:
-        buffer = bytearray(len(carry) + chunk_bytes)
+        buffer = mmap.mmap(-1, len(carry) + chunk_bytes)
         buffer[: len(carry)] = carry
         got = _fill(payload, memoryview(buffer)[len(carry) :])
         if not got:
@@ -264,17 +270,14 @@ def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview
         end = len(carry) + got
         cut = buffer.rfind(b"\n", 0, end)
         if cut < 0:
-            carry = bytes(buffer[:end])
+            carry = buffer[:end]
             if len(carry) > MAX_DOCUMENT_BYTES:  # one absurd line: hand it over as is
                 yield carry
                 carry = b""
             continue
-        carry = bytes(buffer[cut + 1 : end])
-        if 2 * (cut + 1) < len(buffer):
-            piece: bytes | memoryview = bytes(buffer[: cut + 1])  # a short read: don't pin
-        else:
-            piece = memoryview(buffer)[: cut + 1]
-        del buffer
+        carry = buffer[cut + 1 : end]
+        piece = memoryview(buffer)[: cut + 1]
+        del buffer  # the view keeps the map alive exactly as long as the chunk needs it
         yield piece
         del piece
     if carry:
@@ -463,6 +466,32 @@ def _joined(lines: pa.BinaryArray) -> pa.Buffer:
     return lines.buffers()[2].slice(first, last - first)
 
 
+def _canonical_rows(
+    data: bytes | memoryview, lines: pa.BinaryArray, canonical: np.ndarray, rows: int
+) -> pa.Table | None:
+    """Arrow's bulk decode of a slice's canonical lines, without copying them out.
+
+    The other lines are blanked in the slice's own buffer (Arrow skips blank lines) and
+    put back right after the read; Arrow copies what it keeps, so the slice ends up as
+    it was. A read-only slice (a short one) takes a copy of the canonical lines instead.
+    """
+    if not isinstance(data, memoryview) or data.readonly:
+        return _arrow_rows(_joined(lines.filter(pa.array(canonical))), rows)
+    offsets = np.frombuffer(lines.buffers()[1], np.int32)
+    saved = []
+    for at in np.flatnonzero(~canonical).tolist():
+        start, end = int(offsets[at]), int(offsets[at + 1])
+        if data[end - 1 : end] == b"\n":
+            end -= 1
+        saved.append((start, end, bytes(data[start:end])))
+        data[start:end] = b" " * (end - start)
+    try:
+        return _arrow_rows(pa.py_buffer(data), rows)
+    finally:
+        for start, end, original in saved:
+            data[start:end] = original
+
+
 def _ndjson_chunk(
     index: int, data: bytes | memoryview, offsets: np.ndarray, first_line: int, record_index: int
 ) -> Chunk:
@@ -523,7 +552,7 @@ def _mixed_chunk(
     parts: list[tuple[pa.Table, np.ndarray]] = []
     bulk = np.flatnonzero(canonical)
     if len(bulk):
-        table = _arrow_rows(_joined(lines.filter(pa.array(canonical))), len(bulk))
+        table = _canonical_rows(data, lines, canonical, len(bulk))
         if table is None:
             return _screened_chunk(index, bytes(data), first_line, record_index)
         parts.append((table, bulk))

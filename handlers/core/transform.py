@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as pa
@@ -137,12 +139,13 @@ def transform_object(
     key: str,
     *,
     now: datetime | None = None,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int | None = None,
 ) -> TransformResult:
     """Validate one raw object; write valid rows to `processed/`, the rest to `quarantine/`.
 
     Idempotent: a version that was fully processed is skipped; a rerun of a version
     rewrites the same names; a new version replaces the old version's outputs.
+    `chunk_bytes` is how much raw text a chunk holds (default: `slice_bytes()`).
     """
     started = time.perf_counter()
     info = storage.stat(key)
@@ -151,6 +154,10 @@ def transform_object(
     if previous and previous.version == info.version and previous.status == manifests.COMPLETE:
         result.skipped = "already processed"
         _restore_counts(result, previous.summary)
+        if previous.garbage:
+            # The run that completed this version died before deleting what it replaced:
+            # this redelivery (or Lambda's retry) finishes the job.
+            _collect_garbage(storage, previous, result)
         result.seconds = time.perf_counter() - started
         return result
     carry = set(previous.outputs + previous.garbage) if previous else set()
@@ -158,7 +165,7 @@ def transform_object(
     writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
     with (
         storage.open_read(key, info.version) as stream,
-        _prefetched(decode(stream, chunk_bytes)) as chunks,
+        _prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
     ):
         writer.warm_up()  # one-time validation setup, while the first chunk decodes
         for ahead in chunks:
@@ -193,6 +200,23 @@ def _collect_garbage(
     result.removed = list(manifest.garbage)
     manifest.garbage = []
     manifests.save(storage, manifest)
+
+
+SMALL_LAMBDA_MB = 1024
+SMALL_LAMBDA_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+def slice_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """Raw bytes per chunk: 32 MB, or 16 MB in a Lambda with less than 1 GB of memory.
+
+    Peak memory is the imports (~150 MB) plus what two chunks in flight need, which
+    grows with the slice (and with the share of bad records): see docs/performance.md.
+    """
+    env = os.environ if environ is None else environ
+    memory = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit() and int(memory) < SMALL_LAMBDA_MB:
+        return SMALL_LAMBDA_CHUNK_BYTES
+    return DEFAULT_CHUNK_BYTES
 
 
 @dataclass
@@ -304,18 +328,28 @@ class _ChunkWriter:
         valid = np.ones(chunk.table.num_rows, dtype=bool)
         if errors:
             valid[list(errors)] = False
+        # Entries are serialised as they are built: a chunk of mostly bad records holds
+        # their JSON text, not tens of thousands of dicts.
+        before = result.quarantined
+        quarantined = dumps_entries(self._counted(self._entries(chunk, errors), result))
+        chunk.release_source()  # the raw slice was only needed for the entries' text
         outputs = list(self._parquet(chunk, valid))
-        entries = list(self._entries(chunk, errors))
-        if entries:
+        if result.quarantined > before:
             key = quarantine_key(self.base, chunk.index, self.info.last_modified)
-            outputs.append((key, dumps_entries(entries)))
+            outputs.append((key, quarantined))
         result.records_in += chunk.records
         result.processed += int(valid.sum())
-        result.quarantined += len(entries)
+        return outputs
+
+    @staticmethod
+    def _counted(
+        entries: Iterator[dict[str, Any]], result: TransformResult
+    ) -> Iterator[dict[str, Any]]:
         for entry in entries:
+            result.quarantined += 1
             for error in entry["errors"]:
                 result.quarantined_by_check[_label(error["column"], error["check"])] += 1
-        return outputs
+            yield entry
 
     def _parquet(self, chunk: Chunk, valid: np.ndarray) -> Iterator[tuple[str, bytes]]:
         if not valid.any():
@@ -352,7 +386,7 @@ class _ChunkWriter:
             )
         for row in sorted(errors):
             raw = chunk.raw(row)
-            original = _decode_exact(raw)
+            original = _original(raw, [column for column, _ in errors[row]])
             yield build_entry(
                 entry_id=entry_id(self.key_id, self.version_token, chunk.record_indexes[row]),
                 raw=raw,
@@ -379,6 +413,24 @@ def _dictionary(table: pa.Table) -> list[str]:
 
 def _label(column: str | None, check: str) -> str:
     return f"{column}:{check}" if column else check
+
+
+def _original(raw: bytes, columns: list[str]) -> dict[str, Any]:
+    """The record as decoded JSON, exact for the values its errors quote.
+
+    orjson is several times faster; its values are the exact ones unless a quoted value
+    holds a fraction (a float there, a Decimal in the exact parse), or it can't read the
+    line at all (NaN, integers past 64 bits): then the exact parse.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _decode_exact(raw)
+    if not isinstance(obj, dict) or any(
+        isinstance(obj.get(c), float | list | dict) for c in columns
+    ):
+        return _decode_exact(raw)
+    return obj
 
 
 def _decode_exact(raw: bytes) -> dict[str, Any]:
@@ -458,7 +510,7 @@ def _check_unique(
 
 
 def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys(errs))
+    return errs if len(errs) == 1 else list(dict.fromkeys(errs))
 
 
 def to_processed(
