@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 import pyarrow.parquet as pq
 
 from handlers.core.entries import load_entries
-from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, Storage
+from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, ObjectInfo, Storage
 
 
 def encode(record: Any) -> bytes:
@@ -63,3 +64,38 @@ def _buffer(data: bytes) -> Any:
     import pyarrow as pa
 
     return pa.BufferReader(data)
+
+
+class Crash(Exception):
+    """A process dying mid-operation (not a PipelineError: nothing may catch it)."""
+
+
+class CrashingStorage(Storage):
+    """Delegates to a storage, dying before the Nth write or delete, like a killed process."""
+
+    def __init__(self, inner: Storage, budget: int) -> None:
+        self.inner = inner
+        self.budget = budget
+        self.url = inner.url
+
+    def _spend(self) -> None:
+        if self.budget <= 0:
+            raise Crash
+        self.budget -= 1
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def open_read(self, key: str, version: str | None = None) -> IO[bytes]:
+        return self.inner.open_read(key, version)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._spend()
+        self.inner.put_bytes(key, data)
+
+    def delete(self, key: str) -> None:
+        self._spend()
+        self.inner.delete(key)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)

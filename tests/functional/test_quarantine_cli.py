@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -21,11 +21,11 @@ import schemas.transaction
 from handlers.core import manifest as manifests
 from handlers.core.entries import load_entries
 from handlers.core.generate import generate_batch
-from handlers.core.storage import LocalStorage, ObjectInfo, Storage
+from handlers.core.storage import LocalStorage, Storage
 from handlers.core.transform import transform_object
 from pipeline import quarantine as q
 from pipeline.cli import main
-from tests.helpers import encode
+from tests.helpers import Crash, CrashingStorage, encode
 
 TODAY = datetime.now(UTC).replace(microsecond=0)
 OLD = TODAY - timedelta(days=10)
@@ -488,39 +488,6 @@ def test_operator_fixed_raw_text_is_reparsed(
     assert good["transaction_id"] in processed_ids(lake)
 
 
-class Crash(Exception):
-    pass
-
-
-class CrashAfter(Storage):
-    """Dies before the Nth write or delete, like a killed process."""
-
-    def __init__(self, inner: Storage, budget: int) -> None:
-        self.inner, self.budget, self.url = inner, budget, inner.url
-
-    def _spend(self) -> None:
-        if self.budget <= 0:
-            raise Crash
-        self.budget -= 1
-
-    def stat(self, key: str) -> ObjectInfo:
-        return self.inner.stat(key)
-
-    def open_read(self, key: str, version: str | None = None) -> IO[bytes]:
-        return self.inner.open_read(key, version)
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._spend()
-        self.inner.put_bytes(key, data)
-
-    def delete(self, key: str) -> None:
-        self._spend()
-        self.inner.delete(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-
 def _state(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """What a reader should see: processed transaction ids, live quarantine entries."""
     moved = q.replayed_entries(LocalStorage(root), [])
@@ -549,7 +516,7 @@ def test_interrupted_replay_converges_at_every_crash_point(
         storage = LocalStorage(copy)
         with catalog_with(EXTRA):
             try:
-                q.replay(CrashAfter(storage, budget), reference=reference)
+                q.replay(CrashingStorage(storage, budget), reference=reference)
                 finished = True
             except Crash:
                 finished = False
@@ -587,7 +554,7 @@ def test_new_source_version_removes_replayed_rows(
     assert (source["processed"], source["quarantined"]) == (2, 0)
 
 
-class NewVersionMidReplay(CrashAfter):
+class NewVersionMidReplay(CrashingStorage):
     """Overwrites a source (and transforms it) just before replay writes its output."""
 
     def __init__(self, inner: Storage, root: Path) -> None:

@@ -7,10 +7,9 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from unittest import mock
 
 import pyarrow.parquet as pq
@@ -23,10 +22,10 @@ import tests.oracle as oracle
 from handlers.core.entries import load_entries, original_bytes
 from handlers.core.generate import generate_batch
 from handlers.core.layout import key_id, version_token
-from handlers.core.storage import LocalStorage, ObjectInfo, Storage
+from handlers.core.storage import LocalStorage
 from handlers.core.transform import transform_object
 from pipeline import quarantine as q
-from tests.helpers import encode
+from tests.helpers import Crash, CrashingStorage, encode
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(days=2)  # a reference time that accepts the "future" records
@@ -35,41 +34,6 @@ EXTRA_CATEGORY = "Weapons"  # the catalog change: a category the business starts
 # Each record of a batch is clean or carries one fault; some faults are cured by a contract
 # change (catalog, reference time), others never are.
 FAULTS = ("clean", "weapons", "future", "weapons_future", "duplicate", "truncated", "price_text")
-
-
-class Crash(Exception):
-    """A process dying mid-replay (not a PipelineError: nothing may catch it)."""
-
-
-class CrashingStorage(Storage):
-    """Delegates to a storage, dying before the Nth write or delete."""
-
-    def __init__(self, inner: Storage, budget: int) -> None:
-        self.inner = inner
-        self.budget = budget
-        self.url = inner.url
-
-    def _spend(self) -> None:
-        if self.budget <= 0:
-            raise Crash
-        self.budget -= 1
-
-    def stat(self, key: str) -> ObjectInfo:
-        return self.inner.stat(key)
-
-    def open_read(self, key: str, version: str | None = None) -> IO[bytes]:
-        return self.inner.open_read(key, version)
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        self._spend()
-        self.inner.put_bytes(key, data)
-
-    def delete(self, key: str) -> None:
-        self._spend()
-        self.inner.delete(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
 
 
 batches = st.tuples(
