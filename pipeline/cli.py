@@ -23,6 +23,7 @@ EXIT_ERROR = 1  # operational failure: missing file, unwritable lake, bad query
 EXIT_USAGE = 2  # argparse's own code for bad arguments
 
 BATCH_MINUTES = 5
+PROGRESS_FROM_BYTES = 64 * 1024 * 1024
 LOCAL_BUCKET = "local-lake"
 
 
@@ -49,11 +50,13 @@ def s3_event(bucket: str, key: str, size: int = 0) -> dict[str, Any]:
     }
 
 
-def deliver(storage: Storage, key: str) -> Any:
+def deliver(storage: Storage, key: str, on_progress: Callable[[Any], None] | None = None) -> Any:
     """Hand `key` to the transformer exactly as an S3 notification would."""
     from handlers.core.events import process_event
 
-    outcome = process_event(s3_event(LOCAL_BUCKET, key), lambda _bucket: storage)
+    outcome = process_event(
+        s3_event(LOCAL_BUCKET, key), lambda _bucket: storage, on_progress=on_progress
+    )
     if outcome.failed:
         raise PipelineError(outcome.failed[0]["reason"])
     if not outcome.results:
@@ -187,7 +190,17 @@ def cmd_transform(args: argparse.Namespace) -> int:
             tmp.replace(target)
     except OSError as e:
         raise PipelineError(f"cannot write to lake {lake.root}: {e.strerror or e}") from e
-    result = deliver(lake, key)
+    size = target.stat().st_size
+    started = time.perf_counter()
+
+    def progress(running: Any) -> None:
+        _progress(
+            f"  {running.records_in:,} records ({running.processed:,} processed, "
+            f"{running.quarantined:,} quarantined) in {time.perf_counter() - started:.1f}s"
+        )
+
+    # Big backfills say how far they are; a 5-minute batch finishes before it matters.
+    result = deliver(lake, key, progress if size >= PROGRESS_FROM_BYTES else None)
     summary = result.to_dict()
     if args.json:
         print(json.dumps(summary))

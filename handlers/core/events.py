@@ -70,6 +70,7 @@ def process_event(
     event: dict[str, Any],
     storage_for: Callable[[str], Storage],
     on_result: Callable[[Any], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> EventOutcome:
     """Transform every raw object the event names; one failure does not stop the others."""
     from handlers.core.transform import transform_object  # heavy: imported on first use
@@ -83,7 +84,7 @@ def process_event(
             outcome.skipped.append({"key": ref.key, "reason": f"outside {RAW_PREFIX}"})
             continue
         try:
-            result = transform_object(storage_for(ref.bucket), ref.key)
+            result = transform_object(storage_for(ref.bucket), ref.key, on_progress=on_progress)
         except ObjectNotFound:
             # Deleted (or overwritten and deleted) before we got to it: nothing to do.
             outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})

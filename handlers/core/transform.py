@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -140,12 +140,14 @@ def transform_object(
     *,
     now: datetime | None = None,
     chunk_bytes: int | None = None,
+    on_progress: Callable[[TransformResult], None] | None = None,
 ) -> TransformResult:
     """Validate one raw object; write valid rows to `processed/`, the rest to `quarantine/`.
 
     Idempotent: a version that was fully processed is skipped; a rerun of a version
     rewrites the same names; a new version replaces the old version's outputs.
-    `chunk_bytes` is how much raw text a chunk holds (default: `slice_bytes()`).
+    `chunk_bytes` is how much raw text a chunk holds (default: `slice_bytes()`);
+    `on_progress` sees the running totals after each chunk.
     """
     started = time.perf_counter()
     info = storage.stat(key)
@@ -171,6 +173,8 @@ def transform_object(
         for ahead in chunks:
             planned = writer.plan(ahead.chunk, result, ahead)
             del ahead  # its slice and rows go now, not after the next slice is decoded
+            if on_progress is not None:
+                on_progress(result)
             if not planned:
                 continue
             manifest.outputs += [k for k, _ in planned]

@@ -171,3 +171,19 @@ def test_invalid_utf8_inside_a_string_is_rejected_by_every_path() -> None:
     for data in (line, NDJSON + line + b"\n", line + b"\n" + NDJSON):
         _rows, rejected = records(data)
         assert ("utf8", data.split(b"\n").index(line) + 1) in rejected
+
+
+def test_transform_reports_progress_per_chunk(tmp_path) -> None:
+    from handlers.core.storage import LocalStorage
+    from handlers.core.transform import transform_object
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "big.jsonl").write_bytes(NDJSON * 50)
+    seen: list[int] = []
+    result = transform_object(
+        LocalStorage(tmp_path),
+        "raw/big.jsonl",
+        chunk_bytes=1024,
+        on_progress=lambda running: seen.append(running.records_in),
+    )
+    assert len(seen) > 1 and seen == sorted(seen) and seen[-1] == result.records_in == 100
