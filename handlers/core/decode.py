@@ -8,7 +8,7 @@ import json
 import mmap
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -565,22 +565,9 @@ def _mixed_chunk(
             parts.append((table, np.array(clean_at, dtype=np.int64)))
         else:
             suspects = sorted(suspects + list(zip(clean_at, clean, strict=True)))
-    rows: list[dict[str, Any]] = []
-    row_at: list[int] = []
-    exact_errors: dict[int, list[tuple[str, str]]] = {}
-    rejected: list[Rejected] = []
-    for at, text in suspects:
-        result = decode_record(text)
-        if isinstance(result, Rejected):
-            result.line = first_line + at
-            result.record_index = record_index + int(position[at])
-            rejected.append(result)
-            continue
-        row, row_errors = result
-        if row_errors:
-            exact_errors[len(rows)] = row_errors
-        rows.append(row)
-        row_at.append(at)
+    rows, row_at, _texts, exact_errors, rejected = _decode_exactly(
+        (at, text, first_line + at, record_index + int(position[at])) for at, text in suspects
+    )
     base = sum(len(at) for _, at in parts)
     if rows:
         parts.append(
@@ -677,31 +664,21 @@ def _assemble(
     tables: list[pa.Table] = []
     positions: list[int] = []
     raws: list[bytes] = []
-    errors: dict[int, list[tuple[str, str]]] = {}
-    rejected: list[Rejected] = []
     if clean:
         try:
             tables.append(_read_arrow(b"\n".join(clean)))
             positions.extend(clean_at)
             raws.extend(clean)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        except _ARROW_ERRORS:
             suspects = sorted(
                 suspects + [(p, t, line_of[p]) for p, t in zip(clean_at, clean, strict=True)]
             )
-    rows: list[dict[str, Any]] = []
-    for position, text, line in suspects:
-        result = decode_record(text)
-        if isinstance(result, Rejected):
-            result.line = line
-            result.record_index = record_index + position
-            rejected.append(result)
-            continue
-        row, row_errors = result
-        if row_errors:
-            errors[len(positions)] = row_errors
-        rows.append(row)
-        positions.append(position)
-        raws.append(text)
+    rows, row_at, texts, exact_errors, rejected = _decode_exactly(
+        (p, text, line, record_index + p) for p, text, line in suspects
+    )
+    errors = {len(positions) + k: v for k, v in exact_errors.items()}
+    positions.extend(row_at)
+    raws.extend(texts)
     if rows:
         tables.append(pa.Table.from_pylist(rows, schema=input_arrow_schema()))
     table = pa.concat_tables(tables) if tables else input_arrow_schema().empty_table()
@@ -723,6 +700,37 @@ def _assemble(
         decode_errors=errors,
         rejected=rejected,
     )
+
+
+def _decode_exactly(
+    suspects: Iterable[tuple[int, bytes, int | None, int]],
+) -> tuple[
+    list[dict[str, Any]], list[int], list[bytes], dict[int, list[tuple[str, str]]], list[Rejected]
+]:
+    """The exact path over (position, text, line, record index) suspects.
+
+    Returns the typed rows with their positions and texts, each row's decode errors
+    (keyed by its index in `rows`), and the lines that never became rows.
+    """
+    rows: list[dict[str, Any]] = []
+    at: list[int] = []
+    texts: list[bytes] = []
+    errors: dict[int, list[tuple[str, str]]] = {}
+    rejected: list[Rejected] = []
+    for position, text, line, index in suspects:
+        result = decode_record(text)
+        if isinstance(result, Rejected):
+            result.line = line
+            result.record_index = index
+            rejected.append(result)
+            continue
+        row, row_errors = result
+        if row_errors:
+            errors[len(rows)] = row_errors
+        rows.append(row)
+        at.append(position)
+        texts.append(text)
+    return rows, at, texts, errors, rejected
 
 
 class _NotFinite(ValueError):
