@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from handlers.core.entries import jsonable, original_bytes
+from handlers.core.entries import decode_exact, jsonable, original_bytes
 from handlers.core.errors import ObjectNotFound, PipelineError, StorageError
 from handlers.core.layout import MANIFEST_PREFIX
 from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, Storage
@@ -202,9 +202,6 @@ def list_quarantine(
     return refs
 
 
-_EXACT = json.JSONDecoder(parse_float=Decimal)
-
-
 def parse_quarantine(ref: QuarantineRef, data: bytes, problems: list[Problem]) -> QuarantineFile:
     """Entries of a quarantine object; unreadable lines are kept (verbatim) and reported."""
     items: list[Item] = []
@@ -231,7 +228,7 @@ def _read_line(raw: bytes) -> tuple[dict[str, Any] | None, str]:
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     try:
-        value = _EXACT.decode(text)
+        value = decode_exact(text)
     except (ValueError, RecursionError):
         return None, "not JSON (truncated or garbled)"
     if not _is_entry(value):
@@ -1188,7 +1185,7 @@ class _SourceReplay:
                     decode_errors[len(rows)] = list(errs)
                 rows.append(row)
                 row_items.append(item)
-                originals.append(_EXACT.decode(text.decode("utf-8")))
+                originals.append(decode_exact(text))
             if not rows:
                 continue
             chunk = Chunk(

@@ -14,6 +14,19 @@ import pyarrow.parquet as pq
 from handlers.core.entries import load_entries
 from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, ObjectInfo, Storage
 
+# One valid record, as it would arrive on the wire (money as JSON numbers).
+GOOD_RECORD: dict[str, Any] = {
+    "transaction_id": "t-1",
+    "timestamp": "2026-01-05T10:00:00+02:00",
+    "customer_id": "C1",
+    "product_id": "P01001",
+    "product_name": "Wireless Earbuds",
+    "category": "Electronics",
+    "quantity": 2,
+    "price": 79.99,
+    "total_amount": 159.98,
+}
+
 
 def encode(record: Any) -> bytes:
     """One JSON line; Decimals keep their exact digits."""

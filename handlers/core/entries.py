@@ -87,9 +87,14 @@ def dumps_entries(entries: Iterable[dict[str, Any]]) -> bytes:
 _EXACT = json.JSONDecoder(parse_float=Decimal)
 
 
+def decode_exact(text: bytes | str) -> Any:
+    """JSON with fractions as Decimal, so quarantined and replayed values stay exact."""
+    return _EXACT.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
+
+
 def load_entries(data: bytes) -> list[dict[str, Any]]:
     """Entries of a quarantine file, numbers kept exact (Decimal), so replay sees the original."""
-    return [_EXACT.decode(line.decode("utf-8")) for line in data.splitlines() if line.strip()]
+    return [decode_exact(line) for line in data.splitlines() if line.strip()]
 
 
 def original_bytes(entry: dict[str, Any]) -> bytes:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from handlers.core import manifest as manifests
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, decode
-from handlers.core.entries import build_entry, dumps_entries, entry_id
+from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
 from handlers.core.layout import (
     key_id,
     output_base,
@@ -41,8 +41,6 @@ from schemas import (
     processed_arrow_schema,
 )
 from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, remember_instants
-
-_EXACT_JSON = None
 
 
 @dataclass
@@ -429,22 +427,12 @@ def _original(raw: bytes, columns: list[str]) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _decode_exact(raw)
+        return decode_exact(raw)
     if not isinstance(obj, dict) or any(
         isinstance(obj.get(c), float | list | dict) for c in columns
     ):
-        return _decode_exact(raw)
+        return decode_exact(raw)
     return obj
-
-
-def _decode_exact(raw: bytes) -> dict[str, Any]:
-    global _EXACT_JSON
-    if _EXACT_JSON is None:
-        import json
-        from decimal import Decimal
-
-        _EXACT_JSON = json.JSONDecoder(parse_float=Decimal)
-    return _EXACT_JSON.decode(raw.decode("utf-8"))
 
 
 def validate(

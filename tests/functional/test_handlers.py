@@ -12,7 +12,7 @@ import pytest
 from handlers import generator, transformer
 from handlers.core.errors import EventError
 from handlers.core.storage import S3Storage
-from tests.helpers import encode, read_lake
+from tests.helpers import GOOD_RECORD, encode, read_lake
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
@@ -54,19 +54,9 @@ def test_schedule_then_s3_event_runs_end_to_end(generator_env: str) -> None:
 
 def test_url_encoded_key_with_spaces_is_decoded(bucket: str) -> None:
     key = "raw/backfill/Nov 2026 orders (part 1).json.gz"
-    record = {
-        "transaction_id": "t-1",
-        "timestamp": "2026-01-05T10:00:00+02:00",
-        "customer_id": "C1",
-        "product_id": "P01001",
-        "product_name": "Wireless Earbuds",
-        "category": "Electronics",
-        "quantity": 2,
-        "price": 79.99,
-        "total_amount": 159.98,
-    }
+
     # A gzipped JSON array, whatever the extension says.
-    S3Storage(bucket).put_bytes(key, gzip.compress(json.dumps([record, {"x": 1}]).encode()))
+    S3Storage(bucket).put_bytes(key, gzip.compress(json.dumps([GOOD_RECORD, {"x": 1}]).encode()))
     result = transformer.handler(event("s3_put_url_encoded_key.json", bucket))
     (summary,) = result["objects"]
     assert summary["source_key"] == key
@@ -78,17 +68,7 @@ def test_url_encoded_key_with_spaces_is_decoded(bucket: str) -> None:
 
 def test_several_records_in_one_event_and_keys_outside_raw(bucket: str) -> None:
     storage = S3Storage(bucket)
-    good = {
-        "transaction_id": "a",
-        "timestamp": "2026-01-01T00:00:00Z",
-        "customer_id": "c",
-        "product_id": "p",
-        "product_name": "n",
-        "category": "Books",
-        "quantity": 1,
-        "price": 1,
-        "total_amount": 1,
-    }
+    good = {**GOOD_RECORD, "transaction_id": "a", "timestamp": "2026-01-01T00:00:00Z"}
     storage.put_bytes("raw/a.jsonl", encode(good) + b"\nnot json\n")
     storage.put_bytes("raw/b.json", json.dumps({**good, "transaction_id": "b"}, indent=2).encode())
     result = transformer.handler(event("s3_put_two_records.json", bucket))

@@ -14,19 +14,9 @@ from handlers import transformer
 from handlers.core.errors import StorageError
 from handlers.core.storage import S3Storage
 from pipeline.cli import s3_event
-from tests.helpers import encode, read_lake
+from tests.helpers import GOOD_RECORD, encode, read_lake
 
-GOOD = {
-    "transaction_id": "t-1",
-    "timestamp": "2026-01-05T10:00:00Z",
-    "customer_id": "C1",
-    "product_id": "P01001",
-    "product_name": "Wireless Earbuds",
-    "category": "Electronics",
-    "quantity": 2,
-    "price": 79.99,
-    "total_amount": 159.98,
-}
+GOOD = {**GOOD_RECORD, "timestamp": "2026-01-05T10:00:00Z"}
 
 
 def ndjson(n: int, prefix: str = "t") -> bytes:
