@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterable
@@ -273,10 +272,3 @@ def batch_key(reference_time: datetime, seed: int) -> str:
     """Deterministic `raw/` key of the batch for a reference time."""
     t = reference_time.astimezone(UTC)
     return f"raw/dt={t:%Y-%m-%d}/batch-{t:%Y%m%dT%H%M%SZ}-s{seed}.jsonl"
-
-
-def describe_faults() -> str:
-    """A human listing of every fault and the rule that must catch it."""
-    return json.dumps(
-        [{"fault": f.name, "column": f.column, "check": f.check} for f in FAULTS], indent=2
-    )
