@@ -1,4 +1,4 @@
-"""The processed table as Apache Iceberg: schema, partition spec and properties, from the contract."""
+"""The processed table as Apache Iceberg: schema, partition spec and properties."""
 
 from __future__ import annotations
 

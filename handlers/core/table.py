@@ -1,0 +1,118 @@
+"""Where the Iceberg table lives: the catalog for a lake (SQLite locally, Glue in AWS)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+from handlers.core.errors import ConfigError
+from handlers.core.storage import LocalStorage, S3Storage, Storage
+from schemas.iceberg import NAMESPACE, TABLE_NAME, TABLE_PREFIX
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+# Locally: pyiceberg's SQL catalog on SQLite, inside the lake, so any pyiceberg user can open
+# it: SqlCatalog("local", uri=f"sqlite:///{lake}/_catalog/catalog.db", warehouse=f"file://{lake}")
+CATALOG_DB = "_catalog/catalog.db"
+# In AWS: the stack's Glue database (set on the functions by infra/functions.py).
+GLUE_DATABASE_ENV = "GLUE_DATABASE"
+TABLE_NAME_ENV = "ICEBERG_TABLE"
+# For tests against a moto server: a SQL catalog URI to use instead of Glue for an S3 lake.
+CATALOG_URI_ENV = "ICEBERG_CATALOG_URI"
+
+
+def table_identifier(environ: Mapping[str, str] | None = None, *, local: bool) -> str:
+    """`namespace.table`: `ecommerce.transactions` locally, `<glue db>.transactions` in AWS."""
+    env = os.environ if environ is None else environ
+    name = env.get(TABLE_NAME_ENV) or TABLE_NAME
+    if local:
+        return f"{NAMESPACE}.{name}"
+    database = env.get(GLUE_DATABASE_ENV, "")
+    if not database and not env.get(CATALOG_URI_ENV):
+        raise ConfigError(GLUE_DATABASE_ENV, "not set: the Glue database that holds the table")
+    return f"{database or NAMESPACE}.{name}"
+
+
+def table_location(storage: Storage) -> str:
+    """URI of the table's root (`processed/` of the lake or bucket)."""
+    if isinstance(storage, LocalStorage):
+        return f"{storage.root.as_uri()}/{TABLE_PREFIX}"
+    if isinstance(storage, S3Storage):
+        return f"s3://{storage.bucket}/{TABLE_PREFIX}"
+    raise ConfigError("lake", f"no Iceberg catalog for storage {storage.url}")
+
+
+def _s3_properties(environ: Mapping[str, str]) -> dict[str, str]:
+    # pyiceberg's FileIO does not read AWS_ENDPOINT_URL itself; a moto server needs it.
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or ""
+    props = {"s3.endpoint": endpoint} if endpoint else {}
+    if region:
+        props["s3.region"] = region
+        props["glue.region"] = region
+    return props
+
+
+def open_catalog(storage: Storage, environ: Mapping[str, str] | None = None) -> Catalog:
+    """The catalog that holds `storage`'s table.
+
+    A local lake: the SQL catalog at `<lake>/_catalog/catalog.db`, warehouse at the lake
+    root. A bucket: the Glue catalog, or a SQL catalog when `ICEBERG_CATALOG_URI` is set
+    (tests against moto).
+    """
+    env = os.environ if environ is None else environ
+    if isinstance(storage, LocalStorage):
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        (storage.root / CATALOG_DB).parent.mkdir(parents=True, exist_ok=True)
+        return SqlCatalog(
+            "local",
+            uri=f"sqlite:///{storage.root / CATALOG_DB}",
+            warehouse=storage.root.as_uri(),
+        )
+    props = _s3_properties(env)
+    uri = env.get(CATALOG_URI_ENV, "")
+    if uri:
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        return SqlCatalog("s3-sql", uri=uri, warehouse=table_location(storage), **props)
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    return GlueCatalog("glue", **props)
+
+
+def load_table(
+    storage: Storage, environ: Mapping[str, str] | None = None, *, create: bool | None = None
+) -> Table:
+    """The lake's `transactions` table; created on first use locally (`make run` needs no set-up).
+
+    In AWS the table is created by `pulumi up` and never here (`create` defaults to local only).
+    """
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+
+    from schemas.iceberg import TABLE_PROPERTIES, iceberg_partition_spec, iceberg_schema
+
+    local = isinstance(storage, LocalStorage)
+    env = os.environ if environ is None else environ
+    catalog = open_catalog(storage, env)
+    identifier = table_identifier(env, local=local)
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        allowed = (local or bool(env.get(CATALOG_URI_ENV))) if create is None else create
+        if not allowed:
+            raise
+    namespace = identifier.rsplit(".", 1)[0]
+    with suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(namespace)
+    return catalog.create_table_if_not_exists(
+        identifier,
+        schema=iceberg_schema(),
+        partition_spec=iceberg_partition_spec(),
+        location=table_location(storage),
+        properties=TABLE_PROPERTIES,
+    )
