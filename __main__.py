@@ -7,7 +7,9 @@ import pulumi_aws as aws
 
 from infra.catalog import Catalog
 from infra.config import read_stack_settings
-from infra.functions import Functions
+from infra.functions import Functions, Targets
+from infra.guards import Guards
+from infra.maintenance import MaintenanceSchedule
 from infra.monitoring import Monitoring
 from infra.packaging import LayerMissing, resolve_layers
 from infra.storage import Storage
@@ -27,14 +29,39 @@ account_id = aws.get_caller_identity_output().account_id
 partition = aws.get_partition_output().partition
 prefix = settings.name_prefix
 
-storage = Storage(f"{prefix}-data", settings)
+storage = Storage(f"{prefix}-data", settings, account_id=account_id)
+catalog = Catalog(
+    f"{prefix}-catalog",
+    settings=settings,
+    bucket_name=storage.bucket_name,
+    results_bucket_name=storage.athena_results.name,
+    kms_key_arn=storage.kms_key_arn,
+    account_id=account_id,
+)
 functions = Functions(
     f"{prefix}-functions",
     settings=settings,
     layers=layers,
-    bucket_name=storage.bucket_name,
-    bucket_arn=storage.bucket_arn,
-    kms_key_arn=storage.kms_key_arn,
+    artifacts_bucket=storage.artifacts.name,
+    targets=Targets(
+        partition=partition,
+        account_id=account_id,
+        bucket_name=storage.bucket_name,
+        bucket_arn=storage.bucket_arn,
+        kms_key_arn=storage.kms_key_arn,
+        database=catalog.database.name,
+        table=catalog.transactions.name,
+    ),
+)
+Guards(
+    f"{prefix}-guards",
+    settings=settings,
+    partition=partition,
+    account_id=account_id,
+    kms_key=storage.kms_key,
+    athena_results=storage.athena_results,
+    artifacts=storage.artifacts,
+    role_arns=[f.role.arn for f in functions.all.values()],
 )
 Triggers(
     f"{prefix}-triggers",
@@ -45,14 +72,8 @@ Triggers(
     generator=functions.generator.function,
     transformer=functions.transformer.function,
 )
-catalog = Catalog(
-    f"{prefix}-catalog",
-    settings=settings,
-    partition=partition,
-    account_id=account_id,
-    bucket_name=storage.bucket_name,
-    bucket_arn=storage.bucket_arn,
-    kms_key_arn=storage.kms_key_arn,
+maintenance = MaintenanceSchedule(
+    f"{prefix}-maintenance", settings=settings, function=functions.maintenance.function
 )
 monitoring = Monitoring(
     f"{prefix}-monitoring",
@@ -68,27 +89,20 @@ monitoring = Monitoring(
 pulumi.export("bucket", storage.bucket_name)
 pulumi.export("prefixes", storage.prefixes)
 pulumi.export("kmsKeyArn", storage.kms_key_arn)
+pulumi.export("athenaResultsBucket", storage.athena_results.name)
+pulumi.export("artifactsBucket", storage.artifacts.name)
 pulumi.export(
-    "functions",
-    {
-        "generator": functions.generator.function.name,
-        "transformer": functions.transformer.function.name,
-    },
+    "accessLogBucket", storage.access_logs.name if storage.access_logs is not None else None
 )
-pulumi.export(
-    "deadLetterQueues",
-    {
-        "generator": functions.generator.dead_letters.url,
-        "transformer": functions.transformer.dead_letters.url,
-    },
-)
+pulumi.export("functions", {role: f.function.name for role, f in functions.all.items()})
+pulumi.export("deadLetterQueues", {role: f.dead_letters.url for role, f in functions.all.items()})
 pulumi.export("glueDatabase", catalog.database.name)
 pulumi.export(
     "glueTables",
     {"transactions": catalog.transactions.name, "quarantine": catalog.quarantine.name},
 )
-pulumi.export("partitionDiscovery", settings.partition_discovery)
-pulumi.export("crawler", catalog.crawler.name if catalog.crawler is not None else None)
+pulumi.export("icebergMetadataV0", catalog.iceberg.metadata_location)
+pulumi.export("maintenanceSchedule", maintenance.rule.name)
 pulumi.export("athenaWorkgroup", catalog.workgroup.name)
 pulumi.export("namedQueries", [query.name for query in catalog.named_queries])
 pulumi.export("alertTopic", monitoring.topic.arn)

@@ -1,30 +1,22 @@
-"""Catalog tier: Glue database and tables, partition discovery, Athena workgroup and queries."""
+"""Catalog tier: Glue database, the Iceberg and quarantine tables, Athena workgroup, queries."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
-import schemas
 from infra import policies
 from infra.config import Settings
+from infra.iceberg import iceberg_table
+from schemas.iceberg import TABLE_NAME
 
-TRANSACTIONS_TABLE = "transactions"
+TRANSACTIONS_TABLE = TABLE_NAME
 QUARANTINE_TABLE = "quarantine"
 ATHENA_ENGINE = "Athena engine version 3"
 
-_PARQUET = {
-    "input_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-    "output_format": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "ser_de_info": {
-        "serialization_library": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-        "parameters": {"serialization.format": "1"},
-    },
-}
 _JSON_LINES = {
     "input_format": "org.apache.hadoop.mapred.TextInputFormat",
     "output_format": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
@@ -87,22 +79,6 @@ def query_sources(root: Path) -> list[NamedQuerySource]:
     return sources
 
 
-def projection_parameters(s: Settings, location: str) -> dict[str, str]:
-    """Athena partition projection over `year=YYYY/month=M/day=D` (no zero padding)."""
-    first, last = s.projection_years
-    return {
-        "projection.enabled": "true",
-        "projection.year.type": "integer",
-        "projection.year.range": f"{first},{last}",
-        "projection.month.type": "integer",
-        "projection.month.range": "1,12",
-        "projection.day.type": "integer",
-        "projection.day.range": "1,31",
-        # Athena substitutes ${year} etc.; the braces are literal here.
-        "storage.location.template": location + "year=${year}/month=${month}/day=${day}/",
-    }
-
-
 def quarantine_projection(location: str) -> dict[str, str]:
     """Date projection over `dt=YYYY-MM-DD`: no crawler needed in any stack."""
     return {
@@ -116,30 +92,18 @@ def quarantine_projection(location: str) -> dict[str, str]:
     }
 
 
-def crawler_configuration() -> str:
-    """Partitions only: new ones inherit the table's schema, which is never rewritten."""
-    return json.dumps(
-        {
-            "Version": 1.0,
-            "CrawlerOutput": {"Partitions": {"AddOrUpdateBehavior": "InheritFromTable"}},
-            "Grouping": {"TableGroupingPolicy": "CombineCompatibleSchemas"},
-        }
-    )
-
-
 class Catalog(pulumi.ComponentResource):
-    """What Athena needs to query the lake: tables, partitions, a workgroup, saved queries."""
+    """What Athena needs to query the lake: tables, a workgroup, saved queries."""
 
     def __init__(
         self,
         name: str,
         *,
         settings: Settings,
-        partition: pulumi.Input[str],
-        account_id: pulumi.Input[str],
         bucket_name: pulumi.Output[str],
-        bucket_arn: pulumi.Output[str],
+        results_bucket_name: pulumi.Output[str],
         kms_key_arn: pulumi.Output[str] | None,
+        account_id: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ecommerce:infra:Catalog", name, None, opts)
@@ -157,38 +121,14 @@ class Catalog(pulumi.ComponentResource):
             tags=s.tags,
             opts=keep,
         )
-
-        processed = location(policies.PROCESSED)
-        table_parameters: pulumi.Input[dict[str, str]] = {
-            "classification": "parquet",
-            "EXTERNAL": "TRUE",
-            "schema_version": schemas.SCHEMA_VERSION,
-        }
-        if s.partition_discovery == "projection":
-            table_parameters = processed.apply(
-                lambda loc: {
-                    "classification": "parquet",
-                    "EXTERNAL": "TRUE",
-                    "schema_version": schemas.SCHEMA_VERSION,
-                    **projection_parameters(s, loc),
-                }
-            )
-        self.transactions = aws.glue.CatalogTable(
+        self.iceberg = iceberg_table(
             f"{name}-transactions",
-            name=TRANSACTIONS_TABLE,
-            database_name=self.database.name,
-            description="Validated transactions (processed/), one Parquet file per batch chunk",
-            table_type="EXTERNAL_TABLE",
-            parameters=table_parameters,
-            # Columns come from the pandera contract: the table cannot drift from it.
-            storage_descriptor={
-                "location": processed,
-                "columns": schemas.glue_columns(),
-                **_PARQUET,
-            },
-            partition_keys=schemas.glue_partition_keys(),
-            opts=child,
+            settings=s,
+            parent=self,
+            database=self.database,
+            bucket_name=bucket_name,
         )
+        self.transactions = self.iceberg.table
 
         quarantine = location(policies.QUARANTINE)
         self.quarantine = aws.glue.CatalogTable(
@@ -214,36 +154,7 @@ class Catalog(pulumi.ComponentResource):
             ],
             opts=child,
         )
-
-        self.crawler = None
-        if s.partition_discovery == "crawler":
-            self.crawler = self._crawler(
-                name, s, partition, account_id, bucket_arn, kms_key_arn, child
-            )
-
-        encryption: dict[str, pulumi.Input[str]] = {"encryption_option": "SSE_S3"}
-        if kms_key_arn is not None:
-            encryption = {"encryption_option": "SSE_KMS", "kms_key_arn": kms_key_arn}
-        self.workgroup = aws.athena.Workgroup(
-            f"{name}-workgroup",
-            name=s.name_prefix,
-            description=f"Queries over the {s.stack} lake; results under athena-results/",
-            configuration={
-                # Users cannot override the result location, encryption or the cutoff.
-                "enforce_workgroup_configuration": True,
-                "publish_cloudwatch_metrics_enabled": True,
-                "bytes_scanned_cutoff_per_query": s.athena_bytes_scanned_cutoff,
-                "engine_version": {"selected_engine_version": ATHENA_ENGINE},
-                "result_configuration": {
-                    "output_location": location(policies.ATHENA_RESULTS),
-                    "encryption_configuration": encryption,
-                },
-            },
-            force_destroy=s.force_destroy,
-            tags=s.tags,
-            opts=child,
-        )
-
+        self.workgroup = self._workgroup(name, s, results_bucket_name, kms_key_arn, account_id)
         self.named_queries = [
             aws.athena.NamedQuery(
                 f"{name}-query-{source.name}",
@@ -264,58 +175,35 @@ class Catalog(pulumi.ComponentResource):
             }
         )
 
-    def _crawler(
+    def _workgroup(
         self,
         name: str,
         s: Settings,
-        partition: pulumi.Input[str],
-        account_id: pulumi.Input[str],
-        bucket_arn: pulumi.Output[str],
+        results_bucket_name: pulumi.Output[str],
         kms_key_arn: pulumi.Output[str] | None,
-        child: pulumi.ResourceOptions,
-    ) -> aws.glue.Crawler:
-        role = aws.iam.Role(
-            f"{name}-crawler-role",
-            description=f"Glue crawler adding partitions to {s.glue_database}.transactions",
-            assume_role_policy=json.dumps(policies.assume_role("glue.amazonaws.com")),
-            tags=s.tags,
-            opts=child,
-        )
-        inputs = [partition, account_id, self.database.name, self.transactions.name, bucket_arn]
+        account_id: pulumi.Input[str],
+    ) -> aws.athena.Workgroup:
+        encryption: dict[str, pulumi.Input[str]] = {"encryption_option": "SSE_S3"}
         if kms_key_arn is not None:
-            inputs.append(kms_key_arn)
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-crawler-policy",
-            role=role.id,
-            policy=pulumi.Output.all(*inputs).apply(
-                lambda v: json.dumps(
-                    policies.crawler_policy(
-                        partition=v[0],
-                        region=s.region,
-                        account_id=v[1],
-                        database=v[2],
-                        table=v[3],
-                        bucket_arn=v[4],
-                        kms_key_arn=v[5] if len(v) > 5 else None,
-                    )
-                )
-            ),
-            opts=child,
-        )
-        return aws.glue.Crawler(
-            f"{name}-crawler",
-            name=f"{s.name_prefix}-transactions-partitions",
-            description="Adds new processed/ partitions daily; never changes the schema",
-            role=role.arn,
-            database_name=self.database.name,
-            schedule=s.crawler_schedule,
-            catalog_targets=[
-                {"database_name": self.database.name, "tables": [self.transactions.name]}
-            ],
-            # Catalog targets require LOG for deletes; LOG for updates keeps the
-            # contract-generated columns authoritative.
-            schema_change_policy={"update_behavior": "LOG", "delete_behavior": "LOG"},
-            configuration=crawler_configuration(),
+            encryption = {"encryption_option": "SSE_KMS", "kms_key_arn": kms_key_arn}
+        return aws.athena.Workgroup(
+            f"{name}-workgroup",
+            name=s.name_prefix,
+            description=f"Queries over the {s.stack} lake; results in their own bucket",
+            configuration={
+                # Users cannot override the result location, encryption or the cutoff.
+                "enforce_workgroup_configuration": True,
+                "publish_cloudwatch_metrics_enabled": True,
+                "bytes_scanned_cutoff_per_query": s.athena_bytes_scanned_cutoff,
+                "engine_version": {"selected_engine_version": ATHENA_ENGINE},
+                "result_configuration": {
+                    "output_location": pulumi.Output.concat("s3://", results_bucket_name, "/"),
+                    "encryption_configuration": encryption,
+                    # Athena refuses to write results into a same-named bucket elsewhere.
+                    "expected_bucket_owner": account_id,
+                },
+            },
+            force_destroy=s.force_destroy,
             tags=s.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -7,7 +7,6 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,9 @@ LOG_RETENTION_DAYS = frozenset(
 )
 ARCHITECTURES = ("x86_64", "arm64")
 ENVIRONMENTS = ("dev", "prod")
-PARTITION_DISCOVERY = ("crawler", "projection")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Lambda's own platform log lines (START, END, REPORT, init errors).
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
 # Athena refuses a per-query cutoff under 10 MB.
 ATHENA_MIN_CUTOFF_BYTES = 10 * 1024 * 1024
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
@@ -77,9 +77,28 @@ _GROUP_KEYS: dict[str, frozenset[str]] = {
             "athenaResultsExpiryDays",
             "quarantineExpiryDays",
             "noncurrentVersionExpiryDays",
+            "accessLogging",
+            "accessLogExpiryDays",
         }
     ),
-    "catalog": frozenset({"partitionDiscovery", "crawlerSchedule", "projectionYears"}),
+    "maintenance": frozenset(
+        {
+            "schedule",
+            "enabled",
+            "snapshotRetentionHours",
+            "orphanMinAgeHours",
+            "targetFileMb",
+            "memoryMb",
+            "timeoutSeconds",
+            "architecture",
+            "reservedConcurrency",
+        }
+    ),
+}
+# Keys of earlier versions that mean nothing now: named in the error with what to do.
+_RETIRED_KEYS: dict[str, str] = {
+    "catalog": "processed/ is an Iceberg table now (no crawler, no partition projection); "
+    "remove ecommerce:catalog from Pulumi.<stack>.yaml",
 }
 
 
@@ -104,6 +123,18 @@ class FunctionSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    """The scheduled Iceberg maintenance: compaction, snapshot expiry, orphan removal."""
+
+    function: FunctionSettings
+    schedule_expression: str
+    enabled: bool
+    snapshot_retention_hours: int
+    orphan_min_age_hours: int
+    target_file_mb: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything that may differ between stacks, validated."""
 
@@ -114,6 +145,7 @@ class Settings:
     owner: str
     lambda_runtime: str
     log_level: str
+    system_log_level: str
     log_retention_days: int
     schedule_expression: str
     schedule_enabled: bool
@@ -121,6 +153,7 @@ class Settings:
     fault_rate: float
     generator: FunctionSettings
     transformer: FunctionSettings
+    maintenance: MaintenanceSettings
     versioning: bool
     kms: bool
     force_destroy: bool
@@ -129,9 +162,8 @@ class Settings:
     athena_results_expiry_days: int
     quarantine_expiry_days: int
     noncurrent_version_expiry_days: int
-    partition_discovery: str
-    crawler_schedule: str
-    projection_years: tuple[int, int]
+    access_logging: bool
+    access_log_expiry_days: int
     athena_bytes_scanned_cutoff: int
     alert_email: str | None
     quarantine_rate_alarm_percent: float
@@ -154,7 +186,21 @@ class Settings:
     @property
     def architectures(self) -> tuple[str, ...]:
         """Distinct architectures in use: one layer is built and published per entry."""
-        return tuple(sorted({self.generator.architecture, self.transformer.architecture}))
+        return tuple(sorted({f.architecture for f in self.functions.values()}))
+
+    @property
+    def functions(self) -> dict[str, FunctionSettings]:
+        """Sizing of every function by role."""
+        return {
+            "generator": self.generator,
+            "transformer": self.transformer,
+            "maintenance": self.maintenance.function,
+        }
+
+    @property
+    def application_log_level(self) -> str:
+        """Lambda's name for the handlers' log level (it spells WARNING as WARN)."""
+        return "WARN" if self.log_level == "WARNING" else self.log_level
 
     def layer_zip(self, arch: str) -> Path:
         return layer_zip_path(self.root, arch)
@@ -190,30 +236,9 @@ def load_settings(
     r = reader
     environment = r.choice(f"{project}:environment", ENVIRONMENTS)
     generator_group = r.group("generator")
-    transformer_group = r.group("transformer")
     storage = r.group("storage")
-    catalog = r.group("catalog")
     schedule = r.group("schedule")
-
-    def function(group: str, values: Mapping[str, Any]) -> FunctionSettings:
-        return FunctionSettings(
-            memory_mb=r.integer(f"{group}.memoryMb", values.get("memoryMb"), 128, 10_240),
-            timeout_seconds=r.integer(
-                f"{group}.timeoutSeconds", values.get("timeoutSeconds"), 1, 900
-            ),
-            architecture=r.choice_value(
-                f"{group}.architecture", values.get("architecture"), ARCHITECTURES
-            ),
-            reserved_concurrency=r.integer(
-                f"{group}.reservedConcurrency",
-                values.get("reservedConcurrency"),
-                1,
-                10_000,
-                optional=True,
-            ),
-        )
-
-    years = r.year_range("catalog.projectionYears", catalog.get("projectionYears"))
+    r.retired()
     email = r.optional_text(f"{project}:alertEmail")
     settings = Settings(
         project=project,
@@ -223,13 +248,15 @@ def load_settings(
         owner=r.text(f"{project}:owner", pattern=_OWNER) or "",
         lambda_runtime=r.choice(f"{project}:lambdaRuntime", tuple(RUNTIME_GLIBC)) or "",
         log_level=r.choice(f"{project}:logLevel", LOG_LEVELS) or "",
+        system_log_level=r.choice(f"{project}:systemLogLevel", SYSTEM_LOG_LEVELS) or "",
         log_retention_days=r.retention(f"{project}:logRetentionDays"),
         schedule_expression=r.schedule("schedule.expression", schedule.get("expression")),
         schedule_enabled=r.boolean("schedule.enabled", schedule.get("enabled")),
         batch_size=r.integer("generator.batchSize", generator_group.get("batchSize"), 1, 100_000),
         fault_rate=r.number("generator.faultRate", generator_group.get("faultRate"), 0.0, 1.0),
-        generator=function("generator", generator_group),
-        transformer=function("transformer", transformer_group),
+        generator=_function(r, "generator", generator_group),
+        transformer=_function(r, "transformer", r.group("transformer")),
+        maintenance=_maintenance(r, r.group("maintenance")),
         versioning=r.boolean("storage.versioning", storage.get("versioning")),
         kms=r.boolean("storage.kms", storage.get("kms")),
         force_destroy=r.boolean("storage.forceDestroy", storage.get("forceDestroy")),
@@ -244,13 +271,10 @@ def load_settings(
         noncurrent_version_expiry_days=r.integer(
             "storage.noncurrentVersionExpiryDays", storage.get("noncurrentVersionExpiryDays"), 1
         ),
-        partition_discovery=r.choice_value(
-            "catalog.partitionDiscovery", catalog.get("partitionDiscovery"), PARTITION_DISCOVERY
+        access_logging=r.boolean("storage.accessLogging", storage.get("accessLogging")),
+        access_log_expiry_days=r.integer(
+            "storage.accessLogExpiryDays", storage.get("accessLogExpiryDays"), 1
         ),
-        crawler_schedule=r.schedule(
-            "catalog.crawlerSchedule", catalog.get("crawlerSchedule"), cron_only=True
-        ),
-        projection_years=years,
         athena_bytes_scanned_cutoff=r.scalar_integer(
             f"{project}:athenaBytesScannedCutoff", ATHENA_MIN_CUTOFF_BYTES
         ),
@@ -264,6 +288,42 @@ def load_settings(
     if r.problems:
         raise SettingsError(r.problems)
     return settings
+
+
+def _function(r: _Reader, group: str, values: Mapping[str, Any]) -> FunctionSettings:
+    return FunctionSettings(
+        memory_mb=r.integer(f"{group}.memoryMb", values.get("memoryMb"), 128, 10_240),
+        timeout_seconds=r.integer(f"{group}.timeoutSeconds", values.get("timeoutSeconds"), 1, 900),
+        architecture=r.choice_value(
+            f"{group}.architecture", values.get("architecture"), ARCHITECTURES
+        ),
+        reserved_concurrency=r.integer(
+            f"{group}.reservedConcurrency",
+            values.get("reservedConcurrency"),
+            1,
+            10_000,
+            optional=True,
+        ),
+    )
+
+
+def _maintenance(r: _Reader, values: Mapping[str, Any]) -> MaintenanceSettings:
+    return MaintenanceSettings(
+        function=_function(r, "maintenance", values),
+        schedule_expression=r.schedule("maintenance.schedule", values.get("schedule")),
+        enabled=r.boolean("maintenance.enabled", values.get("enabled")),
+        # Athena and pyiceberg readers need the snapshot they started on for a query's length.
+        snapshot_retention_hours=r.integer(
+            "maintenance.snapshotRetentionHours", values.get("snapshotRetentionHours"), 1, 8760
+        ),
+        # A file of a commit still in flight, or one a slow reader's snapshot still lists,
+        # looks like an orphan; Iceberg's own guidance is to remove none younger than a day.
+        orphan_min_age_hours=r.integer(
+            "maintenance.orphanMinAgeHours", values.get("orphanMinAgeHours"), 24, 8760
+        ),
+        # Athena's OPTIMIZE and Iceberg default to 512 MB files; more only slows readers.
+        target_file_mb=r.integer("maintenance.targetFileMb", values.get("targetFileMb"), 1, 1024),
+    )
 
 
 def _check_cross_field(s: Settings, r: _Reader) -> None:
@@ -282,22 +342,11 @@ def _check_cross_field(s: Settings, r: _Reader) -> None:
             ("storage.forceDestroy", s.force_destroy, False),
             ("storage.protect", s.protect, True),
             ("storage.versioning", s.versioning, True),
+            ("storage.kms", s.kms, True),
+            ("storage.accessLogging", s.access_logging, True),
         ):
             if value is not wanted:
                 r.problem(f"{p}:{key}", f"must be {str(wanted).lower()} in prod")
-    first, last = s.projection_years
-    if s.partition_discovery == "projection" and first:
-        # Rows outside the projected years exist in S3 but are invisible to Athena.
-        from schemas.transaction import EARLIEST_INSTANT
-
-        if first > EARLIEST_INSTANT.year:
-            r.problem(
-                f"{p}:catalog.projectionYears",
-                f"must start by {EARLIEST_INSTANT.year}: the contract accepts transactions "
-                f"from then, got {first}",
-            )
-        if last < date.today().year + 1:
-            r.problem(f"{p}:catalog.projectionYears", f"must reach at least next year, got {last}")
     if s.protect and s.force_destroy:
         r.problem(f"{p}:storage.forceDestroy", "cannot be true while storage.protect is true")
 
@@ -319,6 +368,11 @@ class _Reader:
     def raw(self, key: str) -> str | None:
         value = self._lookup(key)
         return None if value is None or value.strip() == "" else value
+
+    def retired(self) -> None:
+        for name, why in _RETIRED_KEYS.items():
+            if self.raw(f"{self._project}:{name}") is not None:
+                self.problem(f"{self._project}:{name}", f"is retired: {why}")
 
     def group(self, name: str) -> dict[str, Any]:
         key = f"{self._project}:{name}"
@@ -400,18 +454,6 @@ class _Reader:
             return ""
         return value
 
-    def year_range(self, key: str, value: Any) -> tuple[int, int]:
-        key = self._full(key)
-        if (
-            isinstance(value, list)
-            and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            and 2000 <= value[0] <= value[1] <= 2100
-        ):
-            return (value[0], value[1])
-        self.problem(key, f"must be [first, last] years within 2000..2100, got {value!r}")
-        return (0, 0)
-
     # -- top-level scalar keys (raw strings) --
 
     def text(self, key: str, *, pattern: re.Pattern[str]) -> str | None:
@@ -476,6 +518,7 @@ def read_stack_settings() -> Settings:
 __all__ = [
     "PROJECT",
     "FunctionSettings",
+    "MaintenanceSettings",
     "Settings",
     "SettingsError",
     "load_settings",

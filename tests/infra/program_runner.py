@@ -20,6 +20,7 @@ import os
 import re
 import runpy
 import sys
+import uuid
 import warnings
 import zlib
 from pathlib import Path
@@ -109,7 +110,7 @@ def plain(value: Any) -> Any:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    """Plausible physical ids and ARNs so that outputs flow into dependent inputs."""
+    """Physical ids and ARNs in the shapes AWS returns, so policy linters judge real ones."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -117,15 +118,17 @@ class Mocks(pulumi.runtime.Mocks):
         physical = state.get("name") or f"{args.name}-{zlib.crc32(args.name.encode()) % 10**7:07d}"
         if args.typ == "aws:s3/bucket:Bucket":
             physical = state.setdefault("bucket", physical)
-            state.setdefault("arn", f"arn:aws:s3:::{physical}")
         if args.typ == "aws:kms/key:Key":
-            physical = f"key-{zlib.crc32(args.name.encode()) % 10**8:08d}"
+            physical = str(uuid.uuid5(uuid.NAMESPACE_URL, args.name))
             state["keyId"] = physical
         if args.typ == "aws:sqs/queue:Queue":
             state["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{physical}"
         if args.typ == "aws:lambda/layerVersion:LayerVersion":
             state["arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{state.get('layerName')}:1"
-        state.setdefault("arn", f"arn:aws:{module}:{REGION}:{ACCOUNT}:{kind.lower()}/{physical}")
+        arn = _realistic_arn(args.typ, physical, state)
+        state.setdefault(
+            "arn", arn or f"arn:aws:{module}:{REGION}:{ACCOUNT}:{kind.lower()}/{physical}"
+        )
         state.setdefault("name", physical)
         return physical, state
 
@@ -147,6 +150,32 @@ class Mocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": REGION, "name": REGION, "id": REGION}, []
         raise NotImplementedError(f"unmocked call {args.token}")
+
+
+def _realistic_arn(typ: str, physical: str, state: dict[str, Any]) -> str | None:
+    """The ARN AWS gives each resource type the program makes policies about."""
+    regional = f"{REGION}:{ACCOUNT}"
+    shapes = {
+        "aws:s3/bucket:Bucket": f"arn:aws:s3:::{physical}",
+        "aws:s3/bucketObjectv2:BucketObjectv2": (
+            f"arn:aws:s3:::{state.get('bucket')}/{state.get('key')}"
+        ),
+        "aws:iam/role:Role": f"arn:aws:iam::{ACCOUNT}:role/{physical}",
+        "aws:kms/key:Key": f"arn:aws:kms:{regional}:key/{physical}",
+        "aws:kms/alias:Alias": f"arn:aws:kms:{regional}:{physical}",
+        "aws:sqs/queue:Queue": f"arn:aws:sqs:{regional}:{physical}",
+        "aws:cloudwatch/logGroup:LogGroup": f"arn:aws:logs:{regional}:log-group:{physical}",
+        "aws:lambda/function:Function": f"arn:aws:lambda:{regional}:function:{physical}",
+        "aws:cloudwatch/eventRule:EventRule": f"arn:aws:events:{regional}:rule/{physical}",
+        "aws:sns/topic:Topic": f"arn:aws:sns:{regional}:{physical}",
+        "aws:cloudwatch/metricAlarm:MetricAlarm": f"arn:aws:cloudwatch:{regional}:alarm:{physical}",
+        "aws:glue/catalogDatabase:CatalogDatabase": f"arn:aws:glue:{regional}:database/{physical}",
+        "aws:glue/catalogTable:CatalogTable": (
+            f"arn:aws:glue:{regional}:table/{state.get('databaseName')}/{physical}"
+        ),
+        "aws:athena/workgroup:Workgroup": f"arn:aws:athena:{regional}:workgroup/{physical}",
+    }
+    return shapes.get(typ)
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -183,7 +212,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 "outputs": {
                     key: value
                     for key, value in self.resources[response.urn].state.items()
-                    if key in ("arn", "name", "keyId", "url", "bucket")
+                    if key in ("arn", "name", "keyId", "url", "bucket", "key")
                 }
                 | {"id": self.resources[response.urn].id},
             }

@@ -13,7 +13,6 @@ from infra_view import (
     ALARM,
     BUCKET,
     COMPONENT_PREFIX,
-    CRAWLER,
     DASHBOARD,
     DATABASE,
     FUNCTION,
@@ -38,8 +37,6 @@ from infra_view import (
     as_list,
     statements,
 )
-
-import schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "prod")
@@ -79,18 +76,20 @@ def test_exports_name_everything_a_user_needs(view: View) -> None:
         "raw": f"s3://{bucket}/raw/",
         "processed": f"s3://{bucket}/processed/",
         "quarantine": f"s3://{bucket}/quarantine/",
-        "athenaResults": f"s3://{bucket}/athena-results/",
-        "artifacts": f"s3://{bucket}/artifacts/",
     }
     assert out["functions"] == {
-        "generator": f"ecommerce-{view.stack}-generator",
-        "transformer": f"ecommerce-{view.stack}-transformer",
+        role: f"ecommerce-{view.stack}-{role}"
+        for role in ("generator", "transformer", "maintenance")
     }
+    assert set(out["deadLetterQueues"]) == set(out["functions"])
     assert out["glueDatabase"] == f"ecommerce_{view.stack}"
     assert out["glueTables"] == {"transactions": "transactions", "quarantine": "quarantine"}
     assert out["athenaWorkgroup"] == f"ecommerce-{view.stack}"
     assert out["alertTopic"] == view.one(TOPIC)["outputs"]["arn"]
-    assert out["partitionDiscovery"] == view.cfg("ecommerce:catalog.partitionDiscovery")
+    assert out["athenaResultsBucket"] == view.one(BUCKET, "-data-athena-results")["outputs"]["id"]
+    assert out["artifactsBucket"] == view.one(BUCKET, "-data-artifacts")["outputs"]["id"]
+    assert out["maintenanceSchedule"] == f"ecommerce-{view.stack}-maintenance-schedule"
+    assert out["icebergMetadataV0"].startswith(f"s3://{bucket}/processed/metadata/00000-")
 
 
 def test_every_resource_belongs_to_a_component(view: View) -> None:
@@ -101,6 +100,8 @@ def test_every_resource_belongs_to_a_component(view: View) -> None:
         "ecommerce:infra:Triggers",
         "ecommerce:infra:Catalog",
         "ecommerce:infra:Monitoring",
+        "ecommerce:infra:Guards",
+        "ecommerce:infra:MaintenanceSchedule",
     }
     for component in components:
         assert component["type"].startswith(COMPONENT_PREFIX)
@@ -145,30 +146,46 @@ def test_deprecation_capture_is_not_vacuous(program: Callable[..., dict[str, Any
 # -- storage ---------------------------------------------------------------------
 
 
-def test_one_locked_down_bucket(view: View) -> None:
-    assert len(view.all(BUCKET)) == 1
-    bucket_id = view.one(BUCKET)["outputs"]["id"]
-    block = view.inputs(PUBLIC_ACCESS)
-    assert block["bucket"] == bucket_id
-    for flag in (
-        "blockPublicAcls",
-        "blockPublicPolicy",
-        "ignorePublicAcls",
-        "restrictPublicBuckets",
-    ):
-        assert block[flag] is True
-    policy = json.loads(view.inputs(BUCKET_POLICY)["policy"])
-    (deny,) = statements(policy)
-    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert set(deny["Resource"]) == {view.bucket_arn(), f"{view.bucket_arn()}/*"}
+def test_every_bucket_is_locked_down(view: View) -> None:
+    buckets = view.all(BUCKET)
+    expected = {"data", "data-athena-results", "data-artifacts"}
+    if view.cfg("ecommerce:storage.accessLogging"):
+        expected.add("data-access-logs")
+    assert {b["name"].removeprefix(f"ecommerce-{view.stack}-") for b in buckets} == expected
+    for bucket in buckets:
+        bucket_id = bucket["outputs"]["id"]
+        arn = bucket["outputs"]["arn"]
+        (block,) = [
+            r["inputs"] for r in view.all(PUBLIC_ACCESS) if r["inputs"]["bucket"] == bucket_id
+        ]
+        for flag in (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        ):
+            assert block[flag] is True
+        assert [r for r in view.all(ENCRYPTION) if r["inputs"]["bucket"] == bucket_id]
+        (policy,) = [
+            json.loads(r["inputs"]["policy"])
+            for r in view.all(BUCKET_POLICY)
+            if r["inputs"]["bucket"] == bucket_id
+        ]
+        by_sid = {st["Sid"]: st for st in statements(policy)}
+        tls = by_sid["DenyInsecureTransport"]
+        assert tls["Effect"] == "Deny" and tls["Principal"] == "*"
+        assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert set(tls["Resource"]) == {arn, f"{arn}/*"}
+        old_tls = by_sid["DenyTlsBelow12"]
+        assert old_tls["Effect"] == "Deny" and old_tls["Action"] == "s3:*"
+        assert old_tls["Condition"] == {"NumericLessThan": {"s3:TlsVersion": "1.2"}}
 
 
 def test_encryption_sse_s3_in_dev_kms_in_prod(dev: View, prod: View) -> None:
-    (rule,) = dev.inputs(ENCRYPTION)["rules"]
+    (rule,) = dev.inputs(ENCRYPTION, "-data-encryption")["rules"]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
     assert dev.maybe(KMS_KEY, "-data-key") is None
-    (rule,) = prod.inputs(ENCRYPTION)["rules"]
+    (rule,) = prod.inputs(ENCRYPTION, "-data-encryption")["rules"]
     key_arn = prod.arn_of(KMS_KEY, "-data-key")
     assert rule["applyServerSideEncryptionByDefault"] == {
         "sseAlgorithm": "aws:kms",
@@ -179,10 +196,9 @@ def test_encryption_sse_s3_in_dev_kms_in_prod(dev: View, prod: View) -> None:
 
 
 def test_lifecycle_follows_stack_config(view: View) -> None:
-    rules = {r["id"]: r for r in view.inputs(LIFECYCLE)["rules"]}
+    rules = {r["id"]: r for r in view.inputs(LIFECYCLE, "-data-lifecycle")["rules"]}
     expected = {
         "raw/": view.cfg("ecommerce:storage.rawExpiryDays"),
-        "athena-results/": view.cfg("ecommerce:storage.athenaResultsExpiryDays"),
         "quarantine/": view.cfg("ecommerce:storage.quarantineExpiryDays"),
     }
     expiring = {
@@ -192,31 +208,51 @@ def test_lifecycle_follows_stack_config(view: View) -> None:
     }
     assert expiring == expected
     assert all(r["status"] == "Enabled" for r in rules.values())
-    assert "processed/" not in expiring  # the curated data is never expired
+    assert "processed/" not in expiring  # the table's files are maintenance's job
+    results = view.inputs(LIFECYCLE, "-athena-results-lifecycle")["rules"]
+    assert {
+        r["filter"]["prefix"]: r["expiration"]["days"] for r in results if "expiration" in r
+    } == {"": view.cfg("ecommerce:storage.athenaResultsExpiryDays")}
 
 
 def test_versioning_and_deletion_safety(dev: View, prod: View) -> None:
-    assert dev.maybe(VERSIONING) is None
-    assert prod.inputs(VERSIONING)["versioningConfiguration"] == {"status": "Enabled"}
-    noncurrent = [r for r in prod.inputs(LIFECYCLE)["rules"] if "noncurrentVersionExpiration" in r]
+    assert dev.maybe(VERSIONING, "-data-versioning") is None
+    assert prod.inputs(VERSIONING, "-data-versioning")["versioningConfiguration"] == {
+        "status": "Enabled"
+    }
+    noncurrent = [
+        r
+        for r in prod.inputs(LIFECYCLE, "-data-lifecycle")["rules"]
+        if "noncurrentVersionExpiration" in r
+    ]
     assert noncurrent[0]["noncurrentVersionExpiration"]["noncurrentDays"] == 30
-    assert dev.inputs(BUCKET)["forceDestroy"] is True
-    assert prod.inputs(BUCKET)["forceDestroy"] is False
+    assert all(b["inputs"]["forceDestroy"] is True for b in dev.all(BUCKET))
+    assert all(b["inputs"]["forceDestroy"] is False for b in prod.all(BUCKET))
 
     kept = {(r["type"], r["name"]) for r in prod.resources if r["protect"]}
     assert kept == {
         (BUCKET, "ecommerce-prod-data"),
+        (BUCKET, "ecommerce-prod-data-access-logs"),
         (KMS_KEY, "ecommerce-prod-data-key"),
         (DATABASE, "ecommerce-prod-catalog-database"),
+        (TABLE, "ecommerce-prod-catalog-transactions"),
+        (LAYER_OBJECT, "ecommerce-prod-catalog-transactions-metadata-v0"),
     }
     assert kept == {(r["type"], r["name"]) for r in prod.resources if r["retainOnDelete"]}
-    assert not [r for r in dev.resources if r["protect"] or r["retainOnDelete"]]
+    assert not [r for r in dev.resources if r["protect"]]
+    # Only the table's first metadata file outlives a dev `pulumi destroy` of its resource.
+    assert [r["name"] for r in dev.resources if r["retainOnDelete"]] == [
+        "ecommerce-dev-catalog-transactions-metadata-v0"
+    ]
 
 
 # -- functions ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("role", ["generator", "transformer"])
+ROLES = ["generator", "transformer", "maintenance"]
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_function_sizing_comes_from_config(view: View, role: str) -> None:
     fn = view.function(role)
     sizing = view.cfg(f"ecommerce:{role}")
@@ -247,40 +283,70 @@ def test_environment_follows_the_handler_contract(view: View) -> None:
         "POWERTOOLS_SERVICE_NAME": "transformer",
         "POWERTOOLS_METRICS_NAMESPACE": "EcommercePipeline",
         "LOG_LEVEL": view.cfg("ecommerce:logLevel"),
+        "GLUE_DATABASE": f"ecommerce_{view.stack}",
+        "ICEBERG_TABLE": "transactions",
+    }
+    maintenance = view.function("maintenance")["environment"]["variables"]
+    settings = view.cfg("ecommerce:maintenance")
+    assert maintenance == {
+        "LAKE_URL": f"s3://{view.bucket_name()}",
+        "GLUE_DATABASE": f"ecommerce_{view.stack}",
+        "ICEBERG_TABLE": "transactions",
+        "TARGET_FILE_MB": str(settings["targetFileMb"]),
+        "SNAPSHOT_RETENTION_HOURS": str(settings["snapshotRetentionHours"]),
+        "ORPHAN_MIN_AGE_HOURS": str(settings["orphanMinAgeHours"]),
+        "STACK": view.stack,
+        "LOG_LEVEL": view.cfg("ecommerce:logLevel"),
+        "POWERTOOLS_SERVICE_NAME": "maintenance",
     }
 
 
 def test_code_archive_holds_only_handlers_and_schemas(view: View) -> None:
-    for role in ("generator", "transformer"):
-        code = view.function(role)["code"]
-        assert code["__archive"] == "assets"
-        names = set(code["assets"])
-        assert "handlers/generator.py" in names and "handlers/transformer.py" in names
-        assert "schemas/transaction.py" in names
-        assert {n.split("/")[0] for n in names} == {"handlers", "schemas"}
-        assert not [n for n in names if "__pycache__" in n or "/tests/" in n]
-        assert all(n.endswith(".py") for n in names)
+    upload = view.one(LAYER_OBJECT, "-code-zip")
+    artifacts = view.one(BUCKET, "-data-artifacts")["outputs"]["id"]
+    assert upload["inputs"]["bucket"] == artifacts
+    assert re.fullmatch(r"code/functions-[0-9a-f]{16}\.zip", upload["inputs"]["key"])
+    code = upload["inputs"]["source"]
+    assert code["__archive"] == "assets"
+    names = set(code["assets"])
+    assert "handlers/generator.py" in names and "handlers/transformer.py" in names
+    assert "schemas/transaction.py" in names
+    assert {n.split("/")[0] for n in names} == {"handlers", "schemas"}
+    assert not [n for n in names if "__pycache__" in n or "/tests/" in n]
+    assert all(n.endswith((".py", ".json", ".typed")) for n in names)
+    for role in ROLES:
+        fn = view.function(role)
+        assert (fn["s3Bucket"], fn["s3Key"]) == (artifacts, upload["inputs"]["key"])
+        assert "code" not in fn
 
 
 def test_layer_is_uploaded_to_s3_by_content_hash(view: View) -> None:
+    artifacts = view.one(BUCKET, "-data-artifacts")["outputs"]["id"]
     for layer in view.all(LAYER):
         upload = next(
             r for r in view.all(LAYER_OBJECT) if r["inputs"]["key"] == layer["inputs"]["s3Key"]
         )
         arch = layer["inputs"]["compatibleArchitectures"][0]
-        assert upload["inputs"]["bucket"] == view.bucket_name()
-        assert upload["inputs"]["key"].startswith(f"artifacts/layers/deps-{arch}-")
+        assert upload["inputs"]["bucket"] == artifacts
+        assert layer["inputs"]["s3Bucket"] == artifacts
+        assert upload["inputs"]["key"].startswith(f"layers/deps-{arch}-")
         assert upload["inputs"]["source"]["path"] == str(ROOT / "build" / f"layer-{arch}.zip")
         assert layer["inputs"]["sourceCodeHash"]
 
 
-@pytest.mark.parametrize("role", ["generator", "transformer"])
+@pytest.mark.parametrize("role", ROLES)
 def test_each_function_owns_logs_role_and_dead_letter_queue(view: View, role: str) -> None:
     fn = view.function(role)
     logs = view.inputs(LOG_GROUP, f"-{role}-logs")
     assert logs["name"] == f"/aws/lambda/{fn['name']}"
     assert logs["retentionInDays"] == view.cfg("ecommerce:logRetentionDays")
-    assert fn["loggingConfig"]["logGroup"] == logs["name"]
+    level = {"WARNING": "WARN"}.get(view.cfg("ecommerce:logLevel"), view.cfg("ecommerce:logLevel"))
+    assert fn["loggingConfig"] == {
+        "logFormat": "JSON",
+        "logGroup": logs["name"],
+        "applicationLogLevel": level,
+        "systemLogLevel": view.cfg("ecommerce:systemLogLevel"),
+    }
     queue = view.one(QUEUE, f"-{role}-dlq")
     invoke = view.inputs(INVOKE_CONFIG, f"-{role}-async")
     assert invoke["functionName"] == fn["name"]
@@ -294,8 +360,8 @@ def test_each_function_owns_logs_role_and_dead_letter_queue(view: View, role: st
     assert view.one(ROLE_POLICY, f"-{role}-policy")["urn"] in function_resource["dependsOn"]
 
 
-def test_the_two_functions_do_not_share_a_role(view: View) -> None:
-    assert view.function("generator")["role"] != view.function("transformer")["role"]
+def test_no_two_functions_share_a_role(view: View) -> None:
+    assert len({view.function(role)["role"] for role in ROLES}) == len(ROLES)
 
 
 # -- IAM -------------------------------------------------------------------------------
@@ -345,16 +411,17 @@ def test_generator_may_only_put_raw(view: View) -> None:
 def test_transformer_reads_raw_and_writes_outputs_only(view: View) -> None:
     arn = view.bucket_arn()
     grants = _s3_grants(view.role_policy("transformer"))
+    outputs = {f"{arn}/processed/*", f"{arn}/quarantine/*", f"{arn}/_state/*"}
     assert grants == {
-        "s3:GetObject": {f"{arn}/raw/*", f"{arn}/_state/*"},
+        "s3:GetObject": {f"{arn}/raw/*"} | outputs,
         "s3:GetObjectVersion": {f"{arn}/raw/*"},
-        "s3:PutObject": {f"{arn}/processed/*", f"{arn}/quarantine/*", f"{arn}/_state/*"},
-        "s3:DeleteObject": {f"{arn}/processed/*", f"{arn}/quarantine/*", f"{arn}/_state/*"},
+        "s3:PutObject": outputs,
+        "s3:DeleteObject": outputs,
         "s3:ListBucket": {arn},
     }
 
 
-@pytest.mark.parametrize("role", ["generator", "transformer"])
+@pytest.mark.parametrize("role", ROLES)
 def test_roles_reach_only_their_own_logs_queue_and_key(view: View, role: str) -> None:
     policy = view.role_policy(role)
     by_service: dict[str, set[str]] = {}
@@ -368,19 +435,19 @@ def test_roles_reach_only_their_own_logs_queue_and_key(view: View, role: str) ->
         assert by_service["kms"] == {view.arn_of(KMS_KEY, "-data-key")}
     else:
         assert "kms" not in by_service
-    assert set(by_service) <= {"s3", "logs", "sqs", "kms"}
+    assert set(by_service) <= {"s3", "logs", "sqs", "kms", "glue"}
 
 
 # -- triggers --------------------------------------------------------------------------
 
 
 def test_schedule_invokes_the_generator(view: View) -> None:
-    rule = view.one(RULE)
+    rule = view.one(RULE, "-triggers-schedule")
     assert rule["inputs"]["scheduleExpression"] == view.cfg("ecommerce:schedule.expression")
     enabled = view.cfg("ecommerce:schedule.enabled")
     assert rule["inputs"]["state"] == ("ENABLED" if enabled else "DISABLED")
     generator = view.one(FUNCTION, "-generator")
-    assert view.inputs(TARGET)["arn"] == generator["outputs"]["arn"]
+    assert view.inputs(TARGET, "-schedule-target")["arn"] == generator["outputs"]["arn"]
     allow = view.inputs(PERMISSION, "-events-invoke-generator")
     assert allow["principal"] == "events.amazonaws.com"
     assert allow["sourceArn"] == rule["outputs"]["arn"]
@@ -407,60 +474,6 @@ def test_raw_objects_trigger_the_transformer_after_the_permission(view: View) ->
 
 
 # -- catalog ---------------------------------------------------------------------------
-
-
-def test_transactions_table_is_generated_from_the_contract(view: View) -> None:
-    table = view.inputs(TABLE, "-transactions")
-    assert table["databaseName"] == f"ecommerce_{view.stack}"
-    sd = table["storageDescriptor"]
-    assert sd["columns"] == schemas.glue_columns()
-    assert table["partitionKeys"] == schemas.glue_partition_keys()
-    types = {c["name"]: c["type"] for c in sd["columns"]}
-    assert re.fullmatch(r"decimal\(\d+,2\)", types["price"])
-    assert re.fullmatch(r"decimal\(\d+,2\)", types["total_amount"])
-    assert types["timestamp"] == "timestamp"
-    assert [k["name"] for k in table["partitionKeys"]] == ["year", "month", "day"]
-    assert {k["type"] for k in table["partitionKeys"]} == {"int"}
-    assert sd["location"] == f"s3://{view.bucket_name()}/processed/"
-    assert sd["serDeInfo"]["serializationLibrary"].endswith("ParquetHiveSerDe")
-    assert sd["inputFormat"].endswith("MapredParquetInputFormat")
-
-
-def test_dev_discovers_partitions_with_a_crawler(dev: View) -> None:
-    crawler = dev.inputs(CRAWLER)
-    assert crawler["schemaChangePolicy"] == {"updateBehavior": "LOG", "deleteBehavior": "LOG"}
-    assert crawler["catalogTargets"] == [
-        {"databaseName": "ecommerce_dev", "tables": ["transactions"]}
-    ]
-    assert crawler["schedule"] == dev.cfg("ecommerce:catalog.crawlerSchedule")
-    configuration = json.loads(crawler["configuration"])
-    assert configuration["CrawlerOutput"]["Partitions"] == {
-        "AddOrUpdateBehavior": "InheritFromTable"
-    }
-    assert configuration["Grouping"] == {"TableGroupingPolicy": "CombineCompatibleSchemas"}
-    assert "Tables" not in configuration["CrawlerOutput"]
-    params = dev.inputs(TABLE, "-transactions")["parameters"]
-    assert not [k for k in params if k.startswith("projection.")]
-    crawler_policy = json.loads(dev.inputs(ROLE_POLICY, "-crawler-policy")["policy"])
-    assert _s3_grants(crawler_policy) == {
-        "s3:GetObject": {f"{dev.bucket_arn()}/processed/*"},
-        "s3:ListBucket": {dev.bucket_arn()},
-    }
-
-
-def test_prod_projects_partitions(prod: View) -> None:
-    assert prod.maybe(CRAWLER) is None
-    params = prod.inputs(TABLE, "-transactions")["parameters"]
-    first, last = prod.cfg("ecommerce:catalog.projectionYears")
-    assert params["projection.enabled"] == "true"
-    assert params["projection.year.type"] == "integer"
-    assert params["projection.year.range"] == f"{first},{last}"
-    assert params["projection.month.range"] == "1,12"
-    assert params["projection.day.range"] == "1,31"
-    assert "projection.month.digits" not in params  # the layout is month=M, unpadded
-    assert params["storage.location.template"] == (
-        f"s3://{prod.bucket_name()}/processed/year=${{year}}/month=${{month}}/day=${{day}}/"
-    )
 
 
 def test_quarantine_table_reads_the_json_lines_entries(view: View) -> None:
@@ -498,7 +511,9 @@ def test_athena_workgroup_is_enforced_and_encrypted(view: View) -> None:
     assert conf["enforceWorkgroupConfiguration"] is True
     assert conf["bytesScannedCutoffPerQuery"] == view.cfg("ecommerce:athenaBytesScannedCutoff")
     result = conf["resultConfiguration"]
-    assert result["outputLocation"] == f"s3://{view.bucket_name()}/athena-results/"
+    results = view.one(BUCKET, "-data-athena-results")["outputs"]["id"]
+    assert result["outputLocation"] == f"s3://{results}/"
+    assert result["expectedBucketOwner"] == view.record["account"]
     if view.cfg("ecommerce:storage.kms"):
         assert result["encryptionConfiguration"] == {
             "encryptionOption": "SSE_KMS",
@@ -622,11 +637,12 @@ def test_dev_and_prod_differ_where_environments_should(dev: View, prod: View) ->
     def facts(v: View) -> dict[str, Any]:
         return {
             "kms": v.maybe(KMS_KEY, "-data-key") is not None,
-            "versioning": v.maybe(VERSIONING) is not None,
-            "forceDestroy": v.inputs(BUCKET)["forceDestroy"],
+            "versioning": v.maybe(VERSIONING, "-data-versioning") is not None,
+            "forceDestroy": v.inputs(BUCKET, "-data")["forceDestroy"],
             "protected": any(r["protect"] for r in v.resources),
-            "discovery": "crawler" if v.maybe(CRAWLER) else "projection",
-            "schedule": v.inputs(RULE)["state"],
+            "accessLogs": v.maybe(BUCKET, "-data-access-logs") is not None,
+            "schedule": v.inputs(RULE, "-triggers-schedule")["state"],
+            "maintenance": v.inputs(RULE, "-maintenance-rule")["state"],
             "arch": v.function("transformer")["architectures"][0],
             "retention": v.inputs(LOG_GROUP, "-transformer-logs")["retentionInDays"],
             "email": v.maybe(SUBSCRIPTION) is not None,
@@ -640,8 +656,9 @@ def test_dev_and_prod_differ_where_environments_should(dev: View, prod: View) ->
         "versioning": False,
         "forceDestroy": True,
         "protected": False,
-        "discovery": "crawler",
+        "accessLogs": False,
         "schedule": "DISABLED",
+        "maintenance": "DISABLED",
         "arch": "x86_64",
         "retention": 7,
         "email": False,
@@ -652,8 +669,9 @@ def test_dev_and_prod_differ_where_environments_should(dev: View, prod: View) ->
         "versioning": True,
         "forceDestroy": False,
         "protected": True,
-        "discovery": "projection",
+        "accessLogs": True,
         "schedule": "ENABLED",
+        "maintenance": "ENABLED",
         "arch": "arm64",
         "retention": 90,
         "email": True,

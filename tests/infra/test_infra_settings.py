@@ -13,6 +13,7 @@ import yaml
 from infra.config import (
     LOG_RETENTION_DAYS,
     FunctionSettings,
+    MaintenanceSettings,
     Settings,
     SettingsError,
     load_settings,
@@ -50,8 +51,10 @@ def test_dev_stack_file_loads() -> None:
     assert s.tags == {"project": "ecommerce", "stack": "dev", "owner": "data-platform"}
     assert s.alert_email is None  # blank in the file means not set
     assert s.generator == FunctionSettings(256, 60, "x86_64", None)
-    assert s.partition_discovery == "crawler"
     assert s.kms is False and s.versioning is False and s.protect is False
+    assert s.access_logging is False
+    assert s.maintenance.enabled is False
+    assert s.application_log_level == "DEBUG" and s.system_log_level == "INFO"
     assert s.layer_zip("x86_64") == ROOT / "build" / "layer-x86_64.zip"
 
 
@@ -62,9 +65,18 @@ def test_prod_stack_file_loads() -> None:
     assert s.alert_email == "data-oncall@example.com"
     assert s.transformer.architecture == "arm64"
     assert s.generator.reserved_concurrency == 1
-    assert s.partition_discovery == "projection"
     assert (s.kms, s.versioning, s.protect, s.force_destroy) == (True, True, True, False)
+    assert s.access_logging is True and s.access_log_expiry_days == 365
+    assert s.maintenance == MaintenanceSettings(
+        function=FunctionSettings(3008, 900, "arm64", 1),
+        schedule_expression="cron(30 2 * * ? *)",
+        enabled=True,
+        snapshot_retention_hours=168,
+        orphan_min_age_hours=72,
+        target_file_mb=256,
+    )
     assert s.architectures == ("arm64",)
+    assert s.functions["maintenance"] is s.maintenance.function
 
 
 def test_stack_names_become_valid_glue_names() -> None:
@@ -116,8 +128,15 @@ def test_dev_alert_email_is_optional_but_checked() -> None:
         ("schedule", "enabled", "yes", "ecommerce:schedule.enabled: must be true or false"),
         ("storage", "rawExpiryDays", 0, "ecommerce:storage.rawExpiryDays: must be >= 1"),
         ("storage", "quarantineExpiryDays", -3, "ecommerce:storage.quarantineExpiryDays:"),
-        ("catalog", "partitionDiscovery", "magic", "ecommerce:catalog.partitionDiscovery:"),
-        ("catalog", "crawlerSchedule", "rate(1 day)", "ecommerce:catalog.crawlerSchedule:"),
+        ("storage", "accessLogging", "maybe", "ecommerce:storage.accessLogging: must be true"),
+        ("storage", "accessLogExpiryDays", 0, "ecommerce:storage.accessLogExpiryDays: must be"),
+        ("storage", "athenaResultsExpiryDays", 0, "ecommerce:storage.athenaResultsExpiryDays:"),
+        ("maintenance", "schedule", "nightly", "ecommerce:maintenance.schedule: must be a sche"),
+        ("maintenance", "enabled", "on", "ecommerce:maintenance.enabled: must be true or false"),
+        ("maintenance", "snapshotRetentionHours", 0, "ecommerce:maintenance.snapshotRetentionH"),
+        ("maintenance", "targetFileMb", 4096, "ecommerce:maintenance.targetFileMb: must be betw"),
+        ("maintenance", "architecture", "mips", "ecommerce:maintenance.architecture: must be one"),
+        ("maintenance", "memoryMb", 64, "ecommerce:maintenance.memoryMb: must be between 128"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(
@@ -164,14 +183,42 @@ def test_prod_guard_rails() -> None:
     assert "ecommerce:storage.versioning: must be true in prod" in found
 
 
-def test_projection_must_cover_the_contracts_years() -> None:
-    found = problems(
-        "prod", lambda v: v["ecommerce:catalog"].__setitem__("projectionYears", [2020, 2040])
-    )
+def test_prod_requires_kms_and_access_logs() -> None:
+    def cheap(v: dict[str, Any]) -> None:
+        v["ecommerce:storage"].update(kms=False, accessLogging=False)
+
+    found = problems("prod", cheap)
     assert found == [
-        "ecommerce:catalog.projectionYears: must start by 2000: the contract accepts "
-        "transactions from then, got 2020"
+        "ecommerce:storage.kms: must be true in prod",
+        "ecommerce:storage.accessLogging: must be true in prod",
     ]
+
+
+def test_the_retired_catalog_group_is_named_with_what_to_do() -> None:
+    found = problems(
+        "dev", lambda v: v.__setitem__("ecommerce:catalog", {"partitionDiscovery": "crawler"})
+    )
+    assert len(found) == 1
+    assert found[0].startswith("ecommerce:catalog: is retired: processed/ is an Iceberg table")
+    assert "remove ecommerce:catalog" in found[0]
+
+
+def test_orphans_must_be_at_least_a_day_old() -> None:
+    """A data file of a commit still in flight looks like an orphan; it must survive."""
+    found = problems(
+        "dev", lambda v: v["ecommerce:maintenance"].__setitem__("orphanMinAgeHours", 23)
+    )
+    assert found == ["ecommerce:maintenance.orphanMinAgeHours: must be between 24 and 8760, got 23"]
+
+
+def test_system_log_level_is_one_lambda_knows() -> None:
+    found = problems("dev", lambda v: v.__setitem__("ecommerce:systemLogLevel", "WARNING"))
+    assert found == [
+        "ecommerce:systemLogLevel: must be one of ['DEBUG', 'INFO', 'WARN'], got 'WARNING'"
+    ]
+    values = stack_yaml("dev")
+    values["ecommerce:logLevel"] = "WARNING"
+    assert load("dev", values).application_log_level == "WARN"  # Lambda's spelling
 
 
 def test_every_problem_is_reported_at_once() -> None:
