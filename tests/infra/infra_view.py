@@ -30,6 +30,16 @@ TOPIC = "aws:sns/topic:Topic"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
+BUCKET_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
+KEY_POLICY = "aws:kms/keyPolicy:KeyPolicy"
+ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+)
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+PUBLIC_ACCESS = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 
 
 class View:
@@ -91,6 +101,29 @@ class View:
 
     def bucket_arn(self) -> str:
         return f"arn:aws:s3:::{self.bucket_name()}"
+
+    def bucket(self, suffix: str) -> dict[str, Any]:
+        """A bucket by resource-name suffix: `-data`, `-data-artifacts`, ..."""
+        return self.one(BUCKET, suffix)
+
+    def on_bucket(self, type_: str, bucket: dict[str, Any]) -> dict[str, Any]:
+        """The one resource of a type that configures this bucket."""
+        (found,) = [
+            r for r in self.all(type_) if r["inputs"].get("bucket") == bucket["outputs"]["id"]
+        ]
+        return found["inputs"]
+
+    def bucket_policy(self, suffix: str) -> dict[str, Any]:
+        return json.loads(self.on_bucket(BUCKET_POLICY, self.bucket(suffix))["policy"])
+
+    def role_arns(self) -> dict[str, str]:
+        """Function role -> its execution role's ARN."""
+        return {
+            r["name"].removeprefix(f"ecommerce-{self.stack}-").removesuffix("-role"): r["outputs"][
+                "arn"
+            ]
+            for r in self.all(ROLE)
+        }
 
     def policies(self) -> list[tuple[str, dict[str, Any]]]:
         """Every policy document anywhere in the inputs, with the resource that holds it."""

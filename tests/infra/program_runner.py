@@ -203,6 +203,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 "parent": request.parent or None,
                 "protect": bool(request.protect),
                 "retainOnDelete": bool(request.retainOnDelete),
+                "ignoreChanges": sorted(request.ignoreChanges),
                 # depends_on: dependencies not explained by an input that references them.
                 "dependsOn": sorted(set(request.dependencies) - implicit),
                 "dependencies": sorted(request.dependencies),
