@@ -63,17 +63,7 @@ def private_bucket(
         rule={"object_ownership": "BucketOwnerEnforced"},  # ACLs off
         opts=child,
     )
-    if kms_key_arn is not None:
-        default: dict[str, Any] = {"sse_algorithm": "aws:kms", "kms_master_key_id": kms_key_arn}
-    else:
-        default = {"sse_algorithm": "AES256"}
-    aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-encryption",
-        bucket=bucket.id,
-        # Bucket keys cut KMS requests (and cost) by orders of magnitude.
-        rules=[{"apply_server_side_encryption_by_default": default, "bucket_key_enabled": True}],
-        opts=child,
-    )
+    _encryption(name, bucket, kms_key_arn, child)
     versioned = None
     if versioning:
         versioned = aws.s3.BucketVersioning(
@@ -94,6 +84,25 @@ def private_bucket(
             ),
         )
     return PrivateBucket(bucket=bucket, public_access=public_access, lifecycle=lifecycle)
+
+
+def _encryption(
+    name: str,
+    bucket: aws.s3.Bucket,
+    kms_key_arn: pulumi.Input[str] | None,
+    child: pulumi.ResourceOptions,
+) -> None:
+    if kms_key_arn is not None:
+        default: dict[str, Any] = {"sse_algorithm": "aws:kms", "kms_master_key_id": kms_key_arn}
+    else:
+        default = {"sse_algorithm": "AES256"}
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-encryption",
+        bucket=bucket.id,
+        # Bucket keys cut KMS requests (and cost) by orders of magnitude.
+        rules=[{"apply_server_side_encryption_by_default": default, "bucket_key_enabled": True}],
+        opts=child,
+    )
 
 
 def attach_policy(

@@ -130,8 +130,30 @@ class Catalog(pulumi.ComponentResource):
         )
         self.transactions = self.iceberg.table
 
-        quarantine = location(policies.QUARANTINE)
-        self.quarantine = aws.glue.CatalogTable(
+        self.quarantine = self._quarantine_table(name, location(policies.QUARANTINE))
+        self.workgroup = self._workgroup(name, s, results_bucket_name, kms_key_arn, account_id)
+        self.named_queries = [
+            aws.athena.NamedQuery(
+                f"{name}-query-{source.name}",
+                name=source.name,
+                description=source.description,
+                database=self.database.name,
+                workgroup=self.workgroup.name,
+                query=source.sql,
+                opts=child,
+            )
+            for source in query_sources(s.root)
+        ]
+        self.register_outputs(
+            {
+                "database": self.database.name,
+                "tables": [self.transactions.name, self.quarantine.name],
+                "workgroup": self.workgroup.name,
+            }
+        )
+
+    def _quarantine_table(self, name: str, quarantine: pulumi.Output[str]) -> aws.glue.CatalogTable:
+        return aws.glue.CatalogTable(
             f"{name}-quarantine",
             name=QUARANTINE_TABLE,
             database_name=self.database.name,
@@ -152,27 +174,7 @@ class Catalog(pulumi.ComponentResource):
             partition_keys=[
                 {"name": "dt", "type": "string", "comment": "UTC day the record was quarantined"}
             ],
-            opts=child,
-        )
-        self.workgroup = self._workgroup(name, s, results_bucket_name, kms_key_arn, account_id)
-        self.named_queries = [
-            aws.athena.NamedQuery(
-                f"{name}-query-{source.name}",
-                name=source.name,
-                description=source.description,
-                database=self.database.name,
-                workgroup=self.workgroup.name,
-                query=source.sql,
-                opts=child,
-            )
-            for source in query_sources(s.root)
-        ]
-        self.register_outputs(
-            {
-                "database": self.database.name,
-                "tables": [self.transactions.name, self.quarantine.name],
-                "workgroup": self.workgroup.name,
-            }
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _workgroup(

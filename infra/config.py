@@ -257,6 +257,25 @@ def load_settings(
         generator=_function(r, "generator", generator_group),
         transformer=_function(r, "transformer", r.group("transformer")),
         maintenance=_maintenance(r, r.group("maintenance")),
+        **_storage(r, storage),
+        athena_bytes_scanned_cutoff=r.scalar_integer(
+            f"{project}:athenaBytesScannedCutoff", ATHENA_MIN_CUTOFF_BYTES
+        ),
+        alert_email=email,
+        quarantine_rate_alarm_percent=r.scalar_number(
+            f"{project}:quarantineRateAlarmPercent", 0.0, 100.0
+        ),
+        root=root,
+    )
+    _check_cross_field(settings, r)
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+def _storage(r: _Reader, storage: Mapping[str, Any]) -> dict[str, Any]:
+    """The storage group's fields of Settings."""
+    return dict(
         versioning=r.boolean("storage.versioning", storage.get("versioning")),
         kms=r.boolean("storage.kms", storage.get("kms")),
         force_destroy=r.boolean("storage.forceDestroy", storage.get("forceDestroy")),
@@ -275,19 +294,7 @@ def load_settings(
         access_log_expiry_days=r.integer(
             "storage.accessLogExpiryDays", storage.get("accessLogExpiryDays"), 1
         ),
-        athena_bytes_scanned_cutoff=r.scalar_integer(
-            f"{project}:athenaBytesScannedCutoff", ATHENA_MIN_CUTOFF_BYTES
-        ),
-        alert_email=email,
-        quarantine_rate_alarm_percent=r.scalar_number(
-            f"{project}:quarantineRateAlarmPercent", 0.0, 100.0
-        ),
-        root=root,
     )
-    _check_cross_field(settings, r)
-    if r.problems:
-        raise SettingsError(r.problems)
-    return settings
 
 
 def _function(r: _Reader, group: str, values: Mapping[str, Any]) -> FunctionSettings:

@@ -73,22 +73,7 @@ class PipelineFunction(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         function_name = f"{s.name_prefix}-{spec.role}"
 
-        # Created before the function so Lambda never auto-creates it without retention.
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=s.log_retention_days,
-            tags=s.tags,
-            opts=child,
-        )
-        self.dead_letters = aws.sqs.Queue(
-            f"{name}-dlq",
-            name=f"{function_name}-dlq",
-            message_retention_seconds=DLQ_RETENTION_SECONDS,
-            sqs_managed_sse_enabled=True,
-            tags=s.tags,
-            opts=child,
-        )
+        self.log_group, self.dead_letters = self._logs_and_queue(name, function_name, s)
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"Execution role of {function_name}",
@@ -119,6 +104,28 @@ class PipelineFunction(pulumi.ComponentResource):
         self.register_outputs(
             {"function": self.function.name, "deadLetterQueue": self.dead_letters.name}
         )
+
+    def _logs_and_queue(
+        self, name: str, function_name: str, s: Settings
+    ) -> tuple[aws.cloudwatch.LogGroup, aws.sqs.Queue]:
+        child = pulumi.ResourceOptions(parent=self)
+        # Created before the function so Lambda never auto-creates it without retention.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=s.log_retention_days,
+            tags=s.tags,
+            opts=child,
+        )
+        dead_letters = aws.sqs.Queue(
+            f"{name}-dlq",
+            name=f"{function_name}-dlq",
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            tags=s.tags,
+            opts=child,
+        )
+        return log_group, dead_letters
 
     def _policy_document(self, spec: FunctionSpec, s: Settings, t: Targets) -> pulumi.Output[str]:
         key = t.kms_key_arn if t.kms_key_arn is not None else ""

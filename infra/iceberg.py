@@ -161,6 +161,8 @@ def iceberg_table(
         # Every commit moves `metadata_location` (and `previous_metadata_location`) and
         # rewrites the columns; without ignore_changes the next `pulumi up` would point
         # the table back at version 0 and silently hide every row committed since.
+        # Pulumi fills ignored inputs from its state, so a change to any other input of
+        # this table must be deployed with `pulumi up --refresh` (README).
         opts=pulumi.ResourceOptions(
             parent=parent,
             depends_on=[metadata_object],

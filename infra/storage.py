@@ -66,28 +66,7 @@ class Storage(pulumi.ComponentResource):
         if s.access_logging:
             self.access_logs = self._access_logs(name, s, account_id)
 
-        # Query results may hold customer rows: a bucket of their own, expiring quickly.
-        self.athena_results = private_bucket(
-            f"{name}-athena-results",
-            settings=s,
-            parent=self,
-            kms_key_arn=self.kms_key_arn,
-            versioning=False,
-            lifecycle_rules=[
-                expire("expire-results", "", s.athena_results_expiry_days),
-                abort_uploads(),
-            ],
-        )
-        # What Lambda runs: versioned, so a bad upload can be traced and rolled back. SSE-S3:
-        # Lambda fetches the code with the deployer's credentials, which need no key grant.
-        self.artifacts = private_bucket(
-            f"{name}-artifacts",
-            settings=s,
-            parent=self,
-            kms_key_arn=None,
-            versioning=True,
-            lifecycle_rules=[expire_noncurrent(s.noncurrent_version_expiry_days), abort_uploads()],
-        )
+        self.athena_results, self.artifacts = self._side_buckets(name, s)
 
         self.bucket = self.data.bucket
         self.bucket_name = self.data.name
@@ -105,6 +84,32 @@ class Storage(pulumi.ComponentResource):
                 "artifactsBucket": self.artifacts.name,
             }
         )
+
+    def _side_buckets(self, name: str, s: Settings) -> tuple[PrivateBucket, PrivateBucket]:
+        # Query results may hold customer rows: a bucket of their own, expiring quickly.
+        results = private_bucket(
+            f"{name}-athena-results",
+            settings=s,
+            parent=self,
+            kms_key_arn=self.kms_key_arn,
+            versioning=False,
+            lifecycle_rules=[
+                expire("expire-results", "", s.athena_results_expiry_days),
+                abort_uploads(),
+            ],
+        )
+        # What Lambda runs: versioned, so a bad upload can be traced and rolled back. SSE-S3:
+        # Lambda fetches the code with the deployer's credentials, which need no key grant.
+        artifacts = private_bucket(
+            f"{name}-artifacts",
+            settings=s,
+            parent=self,
+            kms_key_arn=None,
+            versioning=True,
+            lifecycle_rules=[expire_noncurrent(s.noncurrent_version_expiry_days), abort_uploads()],
+        )
+
+        return results, artifacts
 
     def _data_key(self, name: str, s: Settings) -> aws.kms.Key:
         # Its key policy names the roles that use it, so it is set once they exist
