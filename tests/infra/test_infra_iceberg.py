@@ -188,3 +188,37 @@ def test_maintenance_cannot_touch_raw_quarantine_or_state(view: View) -> None:
     for prefix in ("raw/", "quarantine/", "_state/"):
         assert prefix not in text
     assert view.one(ROLE_POLICY, "-maintenance-policy")
+
+
+def test_a_new_contract_column_flows_into_metadata_and_glue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is restated by hand: a column added to the contract's schema appears everywhere."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField, StringType
+
+    import infra.iceberg as iceberg
+
+    base = iceberg_schema()
+    extra = NestedField(
+        field_id=base.highest_field_id + 1,
+        name="source_sequencer",
+        field_type=StringType(),
+        required=False,
+        doc="S3 event sequencer of the raw object version.",
+    )
+    monkeypatch.setattr(iceberg, "iceberg_schema", lambda: Schema(*base.fields, extra))
+    metadata = iceberg.initial_metadata("bucket", "db")
+    assert metadata.schema().find_field("source_sequencer").doc == extra.doc
+    columns = iceberg.glue_columns(metadata)
+    assert columns[-1] == {
+        "name": "source_sequencer",
+        "type": "string",
+        "parameters": {
+            "iceberg.field.id": str(extra.field_id),
+            "iceberg.field.optional": "true",
+            "iceberg.field.current": "true",
+        },
+        "comment": extra.doc,
+    }
+    assert len(columns) == len(base.fields) + 1
