@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from handlers.core.errors import PipelineError, StorageError
+from handlers.core.errors import PipelineError, StorageError, UsageError
 from handlers.core.storage import RAW_PREFIX, LocalStorage, Storage
 
 EXIT_OK = 0
@@ -171,10 +171,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_transform(args: argparse.Namespace) -> int:
-    source = Path(args.file)
+def _readable_file(source: Path) -> Path:
+    """The input file, or an error that names it (not the lake) and says what is wrong."""
+    if source.is_dir():
+        raise PipelineError(f"{source} is a directory: pass one raw file (NDJSON, JSON, .gz)")
     if not source.is_file():
         raise PipelineError(f"no such file: {source}")
+    try:
+        with source.open("rb"):
+            pass
+    except OSError as e:
+        raise PipelineError(f"cannot read input file {source}: {e.strerror or e}") from e
+    return source
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    source = _readable_file(Path(args.file))
     lake = LocalStorage(args.lake)
     key = f"{RAW_PREFIX}{source.name}"
     target = lake.root / key
@@ -211,7 +223,19 @@ def cmd_transform(args: argparse.Namespace) -> int:
         )
         for rule, count in result.quarantined_by_check.most_common():
             print(f"  {count:>8}  {rule}")
+        if result.replaced:
+            print(replaced_note(key, result.replaced))
     return EXIT_OK
+
+
+def replaced_note(key: str, replaced: dict[str, Any]) -> str:
+    """Say that a new version of `key` took the place of the earlier one (the name is the key)."""
+    gone = replaced["processed"] + replaced["quarantined"]
+    return (
+        f"note: replaced an earlier version of {key}: its {gone} rows left the lake "
+        f"({replaced['processed']} processed, {replaced['quarantined']} quarantined). "
+        "The file name is the key: give each file a distinct name to keep both."
+    )
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -351,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or EXIT_OK)
+    except UsageError as e:
+        print(f"error: {e.reason}", file=sys.stderr)
+        return EXIT_USAGE
     except StorageError as e:
         print(f"error: {e.reason}", file=sys.stderr)
         return EXIT_ERROR

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from handlers.core.errors import PipelineError
+from handlers.core.errors import PipelineError, UsageError
 from handlers.core.storage import PROCESSED_PREFIX
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
@@ -42,6 +43,17 @@ def connect(lake: str | Path) -> Any:
     return con
 
 
+_EXAMPLE = "SELECT COUNT(*) FROM transactions"
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
+
+
+def require_statement(sql: str, source: str) -> None:
+    """Refuse SQL with nothing to run (blank, only comments or `;`): DuckDB returns no cursor."""
+    # Removing comment-like text can only shorten a real statement, never empty it.
+    if not _COMMENTS.sub("", sql).replace(";", "").strip():
+        raise UsageError(f"no SQL statement in {source}: pass a query such as {_EXAMPLE!r}")
+
+
 def run_sql(lake: str | Path, sql_or_file: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run SQL text, or the SQL in a file, against the lake; returns headers and rows."""
     candidate = Path(sql_or_file)
@@ -51,6 +63,7 @@ def run_sql(lake: str | Path, sql_or_file: str) -> tuple[list[str], list[tuple[A
             sql = candidate.read_text(encoding="utf-8")
         except OSError as e:
             raise PipelineError(f"cannot read SQL file {sql_or_file}: {e.strerror}") from e
+    require_statement(sql, sql_or_file if sql is not sql_or_file else "the query text")
     import duckdb
 
     con = connect(lake)
