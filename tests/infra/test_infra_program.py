@@ -40,6 +40,7 @@ from infra_view import (
 )
 
 import schemas
+from handlers.core.layout import RAW_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "prod")
@@ -398,7 +399,14 @@ def test_raw_objects_trigger_the_transformer_after_the_permission(view: View) ->
     assert permission["inputs"]["sourceAccount"] == view.record["account"]
     assert permission["inputs"]["function"] == transformer["inputs"]["name"]
     configs = notification["inputs"]["lambdaFunctions"]
-    assert sorted(c["filterSuffix"] for c in configs) == [".json", ".json.gz", ".jsonl"]
+    suffixes = [c["filterSuffix"] for c in configs]
+    # Every name the transformer recognises triggers it (S3 matches prefix and suffix)...
+    for recognised in RAW_SUFFIXES:
+        key = f"raw/dt=2026-11-30/orders{recognised}"
+        assert any(key.endswith(s) for s in suffixes), f"{key} would never be transformed"
+    assert {".ndjson", ".gz"} <= set(suffixes)
+    # ...and no filter ends another, which S3 would reject as overlapping.
+    assert not [(a, b) for a in suffixes for b in suffixes if a != b and a.endswith(b)]
     for config in configs:
         assert config["filterPrefix"] == "raw/"
         assert config["events"] == ["s3:ObjectCreated:*"]
