@@ -307,9 +307,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate deterministic synthetic transactions (same seed and "
         "reference time, same records). Faults are labelled by the rule they break.",
     )
-    gen.add_argument("--count", type=_positive(int, 0, 50_000_000), default=1000)
-    gen.add_argument("--seed", type=_positive(int, 0, 2**63), default=0)
-    gen.add_argument("--fault-rate", type=_positive(float, 0.0, 1.0), default=0.0)
+    gen.add_argument(
+        "--count",
+        type=_positive(int, 0, 50_000_000),
+        default=1000,
+        help="records to generate (default: 1000)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=_positive(int, 0, 2**63),
+        default=0,
+        help="random seed; same seed and reference time, same records (default: 0)",
+    )
+    gen.add_argument(
+        "--fault-rate",
+        type=_positive(float, 0.0, 1.0),
+        default=0.0,
+        help="share of records with an injected fault, 0 to 1 (default: 0.0, all valid)",
+    )
     gen.add_argument(
         "--reference-time",
         type=_instant,

@@ -94,12 +94,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows) and bool(rows)
         for i in range(len(headers))
     ]
-    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+    widths = [
+        max([display_width(h)] + [display_width(r[i]) for r in text])
+        for i, h in enumerate(headers)
+    ]
 
     def line(values: Sequence[str]) -> str:
         return "  ".join(
-            v.rjust(w) if numeric[i] else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+            _pad(v, w, right=numeric[i]) for i, (v, w) in enumerate(zip(values, widths, strict=True))
         ).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
@@ -107,3 +109,23 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     if not rows:
         out.append("(no rows)")
     return "\n".join(out)
+
+
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\ufe0e\ufe0f")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: CJK and emoji take two, combining marks none."""
+    import unicodedata
+
+    width = 0
+    for c in text:
+        if c in _ZERO_WIDTH or unicodedata.combining(c):
+            continue
+        width += 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, *, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
