@@ -1,10 +1,12 @@
-"""`python -m pipeline`: run the pipeline end to end on a local lake, or one step at a time."""
+"""`pipeline` (or `python -m pipeline`): the pipeline end to end on a local lake, or by steps."""
 
 from __future__ import annotations
 
 import argparse
 import filecmp
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -134,10 +136,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     rate = totals["quarantined"] / totals["records_in"] if totals["records_in"] else 0.0
     print(f"quarantine rate: {rate:.2%}")
     print(format_table(["rule", "failures"], by_check.most_common()))
-    print(f"\nEntries are in {lake.root / 'quarantine'}; query the lake with:")
-    example = "'SELECT COUNT(*) FROM transactions'"
-    print(f"  python -m pipeline query --lake {args.lake} {example}")
+    print(f"\nEntries are in {lake.root / 'quarantine'}; query the lake (in a new shell, here):")
+    for command in query_hint(args.lake):
+        print(f"  {command}")
     return EXIT_OK
+
+
+def query_hint(lake: str) -> list[str]:
+    """Commands that query `lake` as written in a fresh shell: activate this venv first."""
+    query = ["pipeline", "query", "--lake", lake, "SELECT COUNT(*) FROM transactions"]
+    commands = [shlex.join(query)]
+    venv = Path(sys.prefix)
+    if venv != Path(sys.base_prefix):
+        where = Path(os.path.relpath(venv)) if venv.is_relative_to(Path.cwd()) else venv
+        commands.insert(0, f". {shlex.quote(str(where / 'bin' / 'activate'))}")
+    return commands
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -242,7 +255,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from pipeline.query import format_table, run_sql
 
     if not Path(args.lake).is_dir():
-        raise PipelineError(f"no lake at {args.lake} (run `python -m pipeline run` first)")
+        raise PipelineError(f"no lake at {args.lake} (run `pipeline run --lake {args.lake}` first)")
     headers, rows = run_sql(args.lake, args.sql)
     print(format_table(headers, rows))
     return EXIT_OK
@@ -257,7 +270,7 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="pipeline",
         description=(
             "E-commerce transaction pipeline on a local lake: the same code the Lambdas "
             "run, with a directory standing in for S3 and DuckDB for Athena."

@@ -1,4 +1,4 @@
-"""`python -m pipeline quarantine …` and `python -m pipeline report`: review the quarantine."""
+"""`pipeline quarantine …` and `pipeline report`: review the quarantine."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def open_target(args: argparse.Namespace) -> Storage:
     if lake.startswith("s3://"):
         return open_storage(lake)
     if not Path(lake).is_dir():
-        raise PipelineError(f"no lake at {lake} (run `python -m pipeline run --lake {lake}`)")
+        raise PipelineError(f"no lake at {lake} (run `pipeline run --lake {lake}`)")
     return LocalStorage(lake)
 
 
@@ -578,7 +578,7 @@ def register(sub: Any) -> None:
         description="Print the selected entries: the original record (pretty-printed, "
         "exact numbers; raw text if it never parsed), each failed rule with its value, "
         "and where it came from (source key, version, line).",
-        epilog="Example: python -m pipeline quarantine show --rule category --limit 5",
+        epilog="Example: pipeline quarantine show --rule category --limit 5",
     )
     show.add_argument(
         "--limit", type=_count, default=20, help="at most this many entries (default: 20)"

@@ -95,14 +95,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         for i in range(len(headers))
     ]
     widths = [
-        max([display_width(h)] + [display_width(r[i]) for r in text])
-        for i, h in enumerate(headers)
+        max([display_width(h)] + [display_width(r[i]) for r in text]) for i, h in enumerate(headers)
     ]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            _pad(v, w, right=numeric[i]) for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        ).rstrip()
+        cells = zip(values, widths, strict=True)
+        return "  ".join(_pad(v, w, right=numeric[i]) for i, (v, w) in enumerate(cells)).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in text]
