@@ -21,9 +21,7 @@ def trigger_suffixes(suffixes: tuple[str, ...] = RAW_SUFFIXES) -> tuple[str, ...
     S3 rejects a notification whose filters overlap (one suffix ends another) on one
     prefix, so `.json.gz` is covered by `.gz` rather than listed beside it.
     """
-    return tuple(
-        sorted(s for s in suffixes if not any(s != t and s.endswith(t) for t in suffixes))
-    )
+    return tuple(sorted(s for s in suffixes if not any(s != t and s.endswith(t) for t in suffixes)))
 
 
 def key_id(source_key: str) -> str:

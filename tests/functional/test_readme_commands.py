@@ -29,7 +29,7 @@ def readme_commands() -> list[str]:
 
 
 def fresh_shell(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - fixed argv
+    return subprocess.run(
         ["/bin/sh", "-c", script],
         cwd=cwd,
         env=CLEAN_ENV,
@@ -50,7 +50,7 @@ def checked(commands: list[str]) -> str:
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """A working directory laid out like the repository: `.venv` here, lake under it."""
-    if VENV == Path(sys.base_prefix):
+    if Path(sys.base_prefix) == VENV:
         pytest.skip("tests are not running inside the project's .venv")
     assert (VENV / "bin" / "pipeline").is_file(), (
         f"no `pipeline` command in {VENV}/bin: `make setup` installs it (pip install -e .)"

@@ -40,6 +40,7 @@ from infra_view import (
 )
 
 import schemas
+from handlers.core import metrics
 from handlers.core.layout import RAW_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -603,6 +604,26 @@ def test_dashboard_shows_the_pipeline(view: View) -> None:
         assert needle in text
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert len(alarm_widget["properties"]["alarms"]) == 5
+
+
+def test_alarms_and_dashboard_watch_only_metrics_the_transformer_emits(view: View) -> None:
+    watched = [a["inputs"] for a in view.all(ALARM)]
+    watched = [a for a in watched if a["namespace"] == metrics.NAMESPACE]
+    assert watched, "no alarm on the pipeline's own metrics"
+    for alarm in watched:
+        assert alarm["metricName"] in metrics.EMITTED
+        assert alarm["dimensions"] == metrics.dimensions(view.stack)
+    body = json.loads(view.inputs(DASHBOARD)["dashboardBody"])
+    lines = [m for w in body["widgets"] for m in w["properties"].get("metrics", [])]
+    ours = [m for m in lines if m[0] == metrics.NAMESPACE]
+    assert len(ours) >= 4
+    for line in ours:
+        assert line[1] in metrics.EMITTED
+        assert dict(zip(line[2::2], line[3::2], strict=True)) == metrics.dimensions(view.stack)
+    # The function's Powertools settings name the same namespace and service.
+    env = view.function("transformer")["environment"]["variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+    assert env["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE
 
 
 # -- two isolated copies -----------------------------------------------------------------
