@@ -50,7 +50,7 @@ class Chromium:
 
     def __init__(self, binary: str, *, width: int = 1280, height: int = 900) -> None:
         self._profile = tempfile.TemporaryDirectory(prefix="chromium-")
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv
+        self._process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -29,6 +29,16 @@ from tests.helpers import Crash, CrashingStorage, encode
 
 TODAY = datetime.now(UTC).replace(microsecond=0)
 OLD = TODAY - timedelta(days=10)
+
+
+@pytest.fixture(autouse=True)
+def _today() -> None:
+    """Read the clock when each test starts: `--day today` must agree across midnight."""
+    global TODAY, OLD
+    TODAY = datetime.now(UTC).replace(microsecond=0)
+    OLD = TODAY - timedelta(days=10)
+
+
 EXTRA = "Weapons"
 
 

@@ -49,9 +49,7 @@ PAGE_FACTS = """(() => {
 def chromium_binary() -> str:
     binary = find_chromium()
     if binary is None:
-        pytest.skip(
-            "Chromium not found (set CHROMIUM or `apt-get install chromium`; .ci/run does)"
-        )
+        pytest.skip("Chromium not found (set CHROMIUM or `apt-get install chromium`; .ci/run does)")
     return binary
 
 
