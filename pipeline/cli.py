@@ -187,7 +187,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _readable_file(source: Path) -> Path:
     """The input file, or an error that names it (not the lake) and says what is wrong."""
     if source.is_dir():
-        raise PipelineError(f"{source} is a directory: pass one raw file (NDJSON, JSON, .gz)")
+        raise UsageError(f"{source} is a directory: pass one raw file (NDJSON, JSON, .gz)")
     if not source.is_file():
         raise PipelineError(f"no such file: {source}")
     try:
