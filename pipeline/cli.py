@@ -243,11 +243,13 @@ def cmd_transform(args: argparse.Namespace) -> int:
 
 def replaced_note(key: str, replaced: dict[str, Any]) -> str:
     """Say that a new version of `key` took the place of the earlier one (the name is the key)."""
+    hint = "The file name is the key: give each file a distinct name to keep both."
+    if not replaced.get("complete", True):
+        return f"note: replaced an unfinished earlier version of {key} (its partial output). {hint}"
     gone = replaced["processed"] + replaced["quarantined"]
     return (
         f"note: replaced an earlier version of {key}: its {gone} rows left the lake "
-        f"({replaced['processed']} processed, {replaced['quarantined']} quarantined). "
-        "The file name is the key: give each file a distinct name to keep both."
+        f"({replaced['processed']} processed, {replaced['quarantined']} quarantined). {hint}"
     )
 
 

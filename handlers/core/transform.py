@@ -165,7 +165,9 @@ def transform_object(
         return result
     carry = set(previous.outputs + previous.garbage) if previous else set()
     if previous and previous.version != info.version:
-        result.replaced = replaced_summary(previous.version, previous.summary)
+        result.replaced = replaced_summary(
+            previous.version, previous.summary, complete=previous.status == manifests.COMPLETE
+        )
     manifest = manifests.Manifest(source_key=key, version=info.version, garbage=sorted(carry))
     writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
     with (
@@ -198,10 +200,14 @@ def transform_object(
     return result
 
 
-def replaced_summary(version: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """What replacing an earlier version of a key took out of the lake (from its summary)."""
+def replaced_summary(version: str, summary: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+    """What replacing an earlier version of a key took out of the lake (from its summary).
+
+    An earlier run that never completed has no summary: its partial output goes, uncounted.
+    """
     return {
         "version": version,
+        "complete": complete,
         "processed": int(summary.get("processed") or 0),
         "quarantined": int(summary.get("quarantined") or 0),
     }

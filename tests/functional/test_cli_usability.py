@@ -117,6 +117,14 @@ def test_a_new_file_with_the_same_name_says_what_it_replaced(
     assert "The file name is the key" in readme
 
 
+def test_replacing_an_unfinished_version_claims_no_row_count() -> None:
+    from pipeline.cli import replaced_note
+
+    unfinished = {"version": "v1", "complete": False, "processed": 0, "quarantined": 0}
+    note = replaced_note("raw/orders.jsonl", unfinished)
+    assert "unfinished earlier version of raw/orders.jsonl" in note and "rows left" not in note
+
+
 # -- quarantine -------------------------------------------------------------------------
 
 
