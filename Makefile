@@ -11,13 +11,15 @@ RUNTIME ?= python3.12
 setup: $(STAMP)
 
 # Re-installs only when a requirements file changes; safe to run any number of times.
-$(STAMP): requirements.txt requirements-lambda.txt constraints.txt
+# Then this checkout itself (editable, no deps): the `pipeline` command in .venv/bin.
+$(STAMP): requirements.txt requirements-lambda.txt constraints.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 run: setup
-	$(BIN)/python -m pipeline run
+	$(BIN)/pipeline run
 
 test: setup
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(BIN)/python -m pytest

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+
+from aws_lambda_powertools import Logger
 
 from handlers.core.errors import ConfigError
 from handlers.core.generate import (
@@ -18,7 +19,12 @@ from handlers.core.generate import (
     generate_batch,
     to_ndjson,
 )
+from handlers.core.lambda_context import LocalContext
 from handlers.core.storage import Storage, open_storage
+
+# JSON lines carrying the stack, function name and request id (see handlers/transformer.py).
+logger = Logger(service="generator", level=os.environ.get("LOG_LEVEL", "INFO"))
+logger.append_keys(stack=os.environ.get("STACK", "local"))
 
 __all__ = [
     "FAULTS",
@@ -107,6 +113,11 @@ def _reference_time(event: dict[str, Any]) -> datetime:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Write one batch file per invocation."""
+    return _handle(event, context if context is not None else LocalContext.make())
+
+
+@logger.inject_lambda_context(clear_state=False)
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = _settings()
     summary = run_generator(
         open_storage(settings.lake_url),
@@ -115,5 +126,5 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         reference_time=_reference_time(event),
         fault_rate=settings.fault_rate,
     )
-    print(json.dumps({"message": "generated", **summary}))
+    logger.info("generated", extra=summary)
     return summary

@@ -11,11 +11,11 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from handlers.core import metrics
 from infra import policies
 from infra.config import FunctionSettings, Settings
 from infra.packaging import LayerArtifact, code_files
 
-METRICS_NAMESPACE = "EcommercePipeline"
 # Failed async events stay in the dead-letter queue for SQS's maximum, 14 days.
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 ROLES = ("generator", "transformer", "maintenance")
@@ -296,7 +296,7 @@ def function_specs(s: Settings, t: Targets) -> tuple[FunctionSpec, ...]:
                 **common,
                 **iceberg,
                 "POWERTOOLS_SERVICE_NAME": "transformer",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
             },
             policy=policies.transformer_policy,
         ),

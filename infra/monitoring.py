@@ -8,11 +8,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers.core import metrics as emitted
 from infra import policies
 from infra.config import Settings
-from infra.functions import METRICS_NAMESPACE
 
-QUARANTINE_RATE_METRIC = "QuarantineRate"
+# The names the transformer emits (handlers/core/metrics.py), never retyped here.
+METRICS_NAMESPACE = emitted.NAMESPACE
+QUARANTINE_RATE_METRIC = emitted.QUARANTINE_RATE
 ALARM_PERIOD_SECONDS = 300
 
 
@@ -130,7 +132,7 @@ class Monitoring(pulumi.ComponentResource):
                 namespace=METRICS_NAMESPACE,
                 metric_name=QUARANTINE_RATE_METRIC,
                 # The transformer's EMF dimensions, exactly: service and stack.
-                dimensions={"service": "transformer", "stack": s.stack},
+                dimensions=emitted.dimensions(s.stack),
                 statistic="Average",
                 unit="Percent",
                 comparison_operator="GreaterThanThreshold",
@@ -195,7 +197,7 @@ def dashboard_body(
         }
 
     pipeline = [METRICS_NAMESPACE]
-    dims = ["service", "transformer", "stack", s.stack]
+    dims = [part for item in emitted.dimensions(s.stack).items() for part in item]
     return {
         "widgets": [
             {
@@ -209,9 +211,9 @@ def dashboard_body(
             metric_widget(
                 "Records in / processed / quarantined",
                 [
-                    [*pipeline, "RecordsIn", *dims],
-                    [*pipeline, "RecordsProcessed", *dims],
-                    [*pipeline, "RecordsQuarantined", *dims],
+                    [*pipeline, emitted.RECORDS_IN, *dims],
+                    [*pipeline, emitted.RECORDS_PROCESSED, *dims],
+                    [*pipeline, emitted.RECORDS_QUARANTINED, *dims],
                 ],
                 0,
                 3,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from handlers.core.layout import trigger_suffixes
 from infra import policies
 from infra.config import Settings
 
-# The raw file formats the transformer reads. S3 rejects overlapping suffix filters
-# on one prefix; none of these is a suffix of another.
-RAW_SUFFIXES = (".json", ".jsonl", ".json.gz")
+# Derived from the transformer's own list of raw file names: every name it
+# recognises triggers it, and no two filters overlap (S3 rejects that).
+RAW_SUFFIXES = trigger_suffixes()
 
 
 class Triggers(pulumi.ComponentResource):

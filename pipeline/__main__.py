@@ -1,4 +1,4 @@
-"""Entry point of `python -m pipeline`."""
+"""Entry point of `python -m pipeline` (the same as the `pipeline` command)."""
 
 from __future__ import annotations
 

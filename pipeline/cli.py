@@ -1,10 +1,12 @@
-"""`python -m pipeline`: run the pipeline end to end on a local lake, or one step at a time."""
+"""`pipeline` (or `python -m pipeline`): the pipeline end to end on a local lake, or by steps."""
 
 from __future__ import annotations
 
 import argparse
 import filecmp
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-from handlers.core.errors import PipelineError, StorageError
+from handlers.core.errors import PipelineError, StorageError, UsageError
 from handlers.core.storage import RAW_PREFIX, LocalStorage, Storage
 
 EXIT_OK = 0
@@ -134,10 +136,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     rate = totals["quarantined"] / totals["records_in"] if totals["records_in"] else 0.0
     print(f"quarantine rate: {rate:.2%}")
     print(format_table(["rule", "failures"], by_check.most_common()))
-    print(f"\nEntries are in {lake.root / 'quarantine'}; query the lake with:")
-    example = "'SELECT COUNT(*) FROM transactions'"
-    print(f"  python -m pipeline query --lake {args.lake} {example}")
+    print(f"\nEntries are in {lake.root / 'quarantine'}; query the lake (in a new shell, here):")
+    for command in query_hint(args.lake):
+        print(f"  {command}")
     return EXIT_OK
+
+
+def query_hint(lake: str) -> list[str]:
+    """Commands that query `lake` as written in a fresh shell: activate this venv first."""
+    query = ["pipeline", "query", "--lake", lake, "SELECT COUNT(*) FROM transactions"]
+    commands = [shlex.join(query)]
+    venv = Path(sys.prefix)
+    if venv != Path(sys.base_prefix):
+        where = Path(os.path.relpath(venv)) if venv.is_relative_to(Path.cwd()) else venv
+        commands.insert(0, f". {shlex.quote(str(where / 'bin' / 'activate'))}")
+    return commands
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -171,10 +184,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_transform(args: argparse.Namespace) -> int:
-    source = Path(args.file)
+def _readable_file(source: Path) -> Path:
+    """The input file, or an error that names it (not the lake) and says what is wrong."""
+    if source.is_dir():
+        raise UsageError(f"{source} is a directory: pass one raw file (NDJSON, JSON, .gz)")
     if not source.is_file():
         raise PipelineError(f"no such file: {source}")
+    try:
+        with source.open("rb"):
+            pass
+    except OSError as e:
+        raise PipelineError(f"cannot read input file {source}: {e.strerror or e}") from e
+    return source
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    source = _readable_file(Path(args.file))
     lake = LocalStorage(args.lake)
     key = f"{RAW_PREFIX}{source.name}"
     target = lake.root / key
@@ -211,14 +236,28 @@ def cmd_transform(args: argparse.Namespace) -> int:
         )
         for rule, count in result.quarantined_by_check.most_common():
             print(f"  {count:>8}  {rule}")
+        if result.replaced:
+            print(replaced_note(key, result.replaced))
     return EXIT_OK
+
+
+def replaced_note(key: str, replaced: dict[str, Any]) -> str:
+    """Say that a new version of `key` took the place of the earlier one (the name is the key)."""
+    hint = "The file name is the key: give each file a distinct name to keep both."
+    if not replaced.get("complete", True):
+        return f"note: replaced an unfinished earlier version of {key} (its partial output). {hint}"
+    gone = replaced["processed"] + replaced["quarantined"]
+    return (
+        f"note: replaced an earlier version of {key}: its {gone} rows left the lake "
+        f"({replaced['processed']} processed, {replaced['quarantined']} quarantined). {hint}"
+    )
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from pipeline.query import format_table, run_sql
 
     if not Path(args.lake).is_dir():
-        raise PipelineError(f"no lake at {args.lake} (run `python -m pipeline run` first)")
+        raise PipelineError(f"no lake at {args.lake} (run `pipeline run --lake {args.lake}` first)")
     headers, rows = run_sql(args.lake, args.sql)
     print(format_table(headers, rows))
     return EXIT_OK
@@ -233,7 +272,7 @@ def cmd_contract(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="pipeline",
         description=(
             "E-commerce transaction pipeline on a local lake: the same code the Lambdas "
             "run, with a directory standing in for S3 and DuckDB for Athena."
@@ -283,9 +322,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate deterministic synthetic transactions (same seed and "
         "reference time, same records). Faults are labelled by the rule they break.",
     )
-    gen.add_argument("--count", type=_positive(int, 0, 50_000_000), default=1000)
-    gen.add_argument("--seed", type=_positive(int, 0, 2**63), default=0)
-    gen.add_argument("--fault-rate", type=_positive(float, 0.0, 1.0), default=0.0)
+    gen.add_argument(
+        "--count",
+        type=_positive(int, 0, 50_000_000),
+        default=1000,
+        help="records to generate (default: 1000)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=_positive(int, 0, 2**63),
+        default=0,
+        help="random seed; same seed and reference time, same records (default: 0)",
+    )
+    gen.add_argument(
+        "--fault-rate",
+        type=_positive(float, 0.0, 1.0),
+        default=0.0,
+        help="share of records with an injected fault, 0 to 1 (default: 0.0, all valid)",
+    )
     gen.add_argument(
         "--reference-time",
         type=_instant,
@@ -351,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or EXIT_OK)
+    except UsageError as e:
+        print(f"error: {e.reason}", file=sys.stderr)
+        return EXIT_USAGE
     except StorageError as e:
         print(f"error: {e.reason}", file=sys.stderr)
         return EXIT_ERROR

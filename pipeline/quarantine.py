@@ -8,7 +8,7 @@ import json
 import re
 import struct
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -103,6 +103,21 @@ def _rule_matches(rule: str, error: dict[str, Any]) -> bool:
     column, check = error.get("column"), str(error.get("check", ""))
     label = rule_label(column, check)
     return rule in (label, column, check) or label.startswith(rule)
+
+
+def unknown_rules(rules: Sequence[str]) -> list[str]:
+    """The `--rule` values that select no rule of the contract (so never any entry)."""
+    from schemas.transaction import known_rules
+
+    known = [{"column": column, "check": check} for column, check in known_rules()]
+    return [r for r in rules if not any(_rule_matches(r, error) for error in known)]
+
+
+def known_rule_labels() -> list[str]:
+    """Every rule label the contract defines, as `summary` prints them."""
+    from schemas.transaction import known_rules
+
+    return [rule_label(column, check) for column, check in known_rules()]
 
 
 # --------------------------------------------------------------------------- problems

@@ -1,4 +1,4 @@
-"""`python -m pipeline quarantine …` and `python -m pipeline report`: review the quarantine."""
+"""`pipeline quarantine …` and `pipeline report`: review the quarantine."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from handlers.core.entries import jsonable
-from handlers.core.errors import ConfigError, PipelineError
+from handlers.core.errors import ConfigError, PipelineError, UsageError
 from handlers.core.storage import LocalStorage, Storage, open_storage
 from pipeline import quarantine as q
 
@@ -144,7 +144,7 @@ def open_target(args: argparse.Namespace) -> Storage:
     if lake.startswith("s3://"):
         return open_storage(lake)
     if not Path(lake).is_dir():
-        raise PipelineError(f"no lake at {lake} (run `python -m pipeline run --lake {lake}`)")
+        raise PipelineError(f"no lake at {lake} (run `pipeline run --lake {lake}`)")
     return LocalStorage(lake)
 
 
@@ -178,6 +178,14 @@ def _selection(args: argparse.Namespace) -> q.Selection:
         since = until = args.day
     if since and until and since > until:
         raise PipelineError(f"--since {since} is after --until {until}")
+    unknown = q.unknown_rules(getattr(args, "rule", []) or ())
+    if unknown:
+        # A typo would otherwise answer "no entries match", which reads as good news.
+        known = "\n  ".join(q.known_rule_labels())
+        raise UsageError(
+            f"--rule {unknown[0]!r} matches no rule of the contract; the rules are "
+            f"(a column, a check or a prefix of one selects them too):\n  {known}"
+        )
     return q.Selection(
         since=since,
         until=until,
@@ -394,12 +402,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _format_from(path: str) -> str:
+    if path == "-":
+        return "jsonl"  # stdout: one entry per line, as the help promises
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
-    raise PipelineError(f"cannot tell the format from {path!r}: pass --format csv|jsonl")
+    raise UsageError(f"cannot tell the format from {path!r}: pass --format csv|jsonl")
 
 
 def _csv_cell(value: Any) -> Any:
@@ -568,7 +578,7 @@ def register(sub: Any) -> None:
         description="Print the selected entries: the original record (pretty-printed, "
         "exact numbers; raw text if it never parsed), each failed rule with its value, "
         "and where it came from (source key, version, line).",
-        epilog="Example: python -m pipeline quarantine show --rule category --limit 5",
+        epilog="Example: pipeline quarantine show --rule category --limit 5",
     )
     show.add_argument(
         "--limit", type=_count, default=20, help="at most this many entries (default: 20)"
@@ -589,7 +599,9 @@ def register(sub: Any) -> None:
         "--out", default="-", metavar="FILE", help="file to write, or - for stdout (default)"
     )
     export.add_argument(
-        "--format", choices=("csv", "jsonl"), help="default: from the --out extension"
+        "--format",
+        choices=("csv", "jsonl"),
+        help="default: from the --out extension; jsonl on stdout",
     )
     export.add_argument("--limit", type=_count, default=None, help="at most this many entries")
     export.set_defaults(func=cmd_export)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from handlers.core.errors import PipelineError
+from handlers.core.errors import PipelineError, UsageError
 from handlers.core.storage import PROCESSED_PREFIX
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
@@ -42,6 +43,17 @@ def connect(lake: str | Path) -> Any:
     return con
 
 
+_EXAMPLE = "SELECT COUNT(*) FROM transactions"
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
+
+
+def require_statement(sql: str, source: str) -> None:
+    """Refuse SQL with nothing to run (blank, only comments or `;`): DuckDB returns no cursor."""
+    # Removing comment-like text can only shorten a real statement, never empty it.
+    if not _COMMENTS.sub("", sql).replace(";", "").strip():
+        raise UsageError(f"no SQL statement in {source}: pass a query such as {_EXAMPLE!r}")
+
+
 def run_sql(lake: str | Path, sql_or_file: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run SQL text, or the SQL in a file, against the lake; returns headers and rows."""
     candidate = Path(sql_or_file)
@@ -51,6 +63,7 @@ def run_sql(lake: str | Path, sql_or_file: str) -> tuple[list[str], list[tuple[A
             sql = candidate.read_text(encoding="utf-8")
         except OSError as e:
             raise PipelineError(f"cannot read SQL file {sql_or_file}: {e.strerror}") from e
+    require_statement(sql, sql_or_file if sql is not sql_or_file else "the query text")
     import duckdb
 
     con = connect(lake)
@@ -81,16 +94,36 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows) and bool(rows)
         for i in range(len(headers))
     ]
-    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+    widths = [
+        max([display_width(h)] + [display_width(r[i]) for r in text]) for i, h in enumerate(headers)
+    ]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if numeric[i] else v.ljust(w)
-            for i, (v, w) in enumerate(zip(values, widths, strict=True))
-        ).rstrip()
+        cells = zip(values, widths, strict=True)
+        return "  ".join(_pad(v, w, right=numeric[i]) for i, (v, w) in enumerate(cells)).rstrip()
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in text]
     if not rows:
         out.append("(no rows)")
     return "\n".join(out)
+
+
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\ufe0e\ufe0f")
+
+
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: CJK and emoji take two, combining marks none."""
+    import unicodedata
+
+    width = 0
+    for c in text:
+        if c in _ZERO_WIDTH or unicodedata.combining(c):
+            continue
+        width += 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, *, right: bool) -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill

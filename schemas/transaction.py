@@ -384,6 +384,29 @@ def _rules(name: str) -> list[str]:
     return rules
 
 
+# Record-level checks (no column) and the column checks outside the pandera model.
+RECORD_CHECKS = (CHECK_GZIP, CHECK_UTF8, CHECK_JSON_SYNTAX, CHECK_JSON_OBJECT)
+_EXTRA_RULES = {
+    "transaction_id": [CHECK_UNIQUE],
+    "timestamp": [CHECK_NOT_AFTER],
+    "price": [CHECK_DECIMAL_PLACES],
+    "total_amount": [CHECK_DECIMAL_PLACES, next(iter(DATAFRAME_CHECK_COLUMNS))],
+}
+
+
+def column_rules(name: str) -> list[str]:
+    """Every check that guards one field, in the contract table's order."""
+    dtype = Transaction.to_schema().columns[name].dtype.type.pyarrow_dtype
+    return [type_check(dtype), *_rules(name), *_EXTRA_RULES.get(name, [])]
+
+
+def known_rules() -> list[tuple[str | None, str]]:
+    """(column, check) of every rule a quarantine entry can name; column None: whole record."""
+    rules: list[tuple[str | None, str]] = [(None, check) for check in RECORD_CHECKS]
+    rules += [(name, check) for name in FIELDS for check in column_rules(name)]
+    return rules
+
+
 def contract_markdown() -> str:
     """The README's contract table, generated from the model."""
     columns = Transaction.to_schema().columns
@@ -394,15 +417,8 @@ def contract_markdown() -> str:
         "|---|---|---|---|---|",
     ]
     stored = {c.name: c.type for c in output_columns()}
-    extra = {
-        "transaction_id": [CHECK_UNIQUE],
-        "timestamp": [CHECK_NOT_AFTER],
-        "price": [CHECK_DECIMAL_PLACES],
-        "total_amount": [CHECK_DECIMAL_PLACES, next(iter(DATAFRAME_CHECK_COLUMNS))],
-    }
     for name, column in columns.items():
-        typed = [type_check(column.dtype.type.pyarrow_dtype)]
-        rules = ", ".join(f"`{r}`" for r in typed + _rules(name) + extra.get(name, []))
+        rules = ", ".join(f"`{r}`" for r in column_rules(name))
         lines.append(
             f"| `{name}` | JSON {json_type(column.dtype.type.pyarrow_dtype)} | "
             f"`{glue_type(stored[name])}` | {rules} | {column.description} |"

@@ -42,6 +42,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 EVENTS_DIR = Path(__file__).parent / "events"
 
 
+@pytest.fixture(autouse=True)
+def _remove_scratch_dirs() -> Iterator[None]:
+    """Per-example temporary lakes (tests.helpers.scratch_dir) go when their test ends."""
+    yield
+    from tests.helpers import remove_scratch_dirs
+
+    remove_scratch_dirs()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 for the whole session (real HTTP, no AWS)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -112,3 +114,23 @@ class CrashingStorage(Storage):
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.inner.list(prefix)
+
+
+_SCRATCH: list[str] = []
+
+
+def scratch_dir(prefix: str) -> str:
+    """A temporary directory for one hypothesis example, removed when the test ends.
+
+    Property tests make one per example (hundreds per run); tests/conftest.py removes
+    them after each test through `remove_scratch_dirs`.
+    """
+    path = tempfile.mkdtemp(prefix=prefix)
+    _SCRATCH.append(path)
+    return path
+
+
+def remove_scratch_dirs() -> None:
+    """Delete every directory `scratch_dir` made so far."""
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)

@@ -11,6 +11,10 @@ class PipelineError(Exception):
         self.reason = reason
 
 
+class UsageError(PipelineError):
+    """The command line asks for something that cannot mean anything (exit code 2)."""
+
+
 class ConfigError(PipelineError):
     """A setting (environment variable or option) is missing or invalid."""
 

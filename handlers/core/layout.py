@@ -10,7 +10,18 @@ from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, STATE_PRE
 
 MANIFEST_PREFIX = f"{STATE_PREFIX}manifests/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
-_EXTENSIONS = (".json.gz", ".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".json", ".gz")
+# The raw file names the transformer recognises (longest first). The S3 notification
+# that triggers it is derived from this list (trigger_suffixes), so the two cannot disagree.
+RAW_SUFFIXES = (".json.gz", ".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".json", ".gz")
+
+
+def trigger_suffixes(suffixes: tuple[str, ...] = RAW_SUFFIXES) -> tuple[str, ...]:
+    """The fewest suffix filters that match every recognised name, none a suffix of another.
+
+    S3 rejects a notification whose filters overlap (one suffix ends another) on one
+    prefix, so `.json.gz` is covered by `.gz` rather than listed beside it.
+    """
+    return tuple(sorted(s for s in suffixes if not any(s != t and s.endswith(t) for t in suffixes)))
 
 
 def key_id(source_key: str) -> str:
@@ -26,7 +37,7 @@ def version_token(version: str) -> str:
 def stem(source_key: str) -> str:
     """Readable, filesystem-safe base name of the source key."""
     name = source_key.rsplit("/", 1)[-1]
-    for ext in _EXTENSIONS:
+    for ext in RAW_SUFFIXES:
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break

@@ -57,6 +57,8 @@ class TransformResult:
     removed: list[str] = field(default_factory=list)
     skipped: str = ""  # why nothing was done, if so
     seconds: float = 0.0
+    # The earlier version of the same key this one replaced: its rows left the lake.
+    replaced: dict[str, Any] | None = None
 
     @property
     def quarantine_rate(self) -> float:
@@ -75,6 +77,7 @@ class TransformResult:
             "removed_superseded": len(self.removed),
             "skipped": self.skipped or None,
             "seconds": round(self.seconds, 3),
+            "replaced": self.replaced,
         }
 
 
@@ -161,6 +164,10 @@ def transform_object(
         result.seconds = time.perf_counter() - started
         return result
     carry = set(previous.outputs + previous.garbage) if previous else set()
+    if previous and previous.version != info.version:
+        result.replaced = replaced_summary(
+            previous.version, previous.summary, complete=previous.status == manifests.COMPLETE
+        )
     manifest = manifests.Manifest(source_key=key, version=info.version, garbage=sorted(carry))
     writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
     with (
@@ -191,6 +198,19 @@ def transform_object(
         _collect_garbage(storage, manifest, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def replaced_summary(version: str, summary: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+    """What replacing an earlier version of a key took out of the lake (from its summary).
+
+    An earlier run that never completed has no summary: its partial output goes, uncounted.
+    """
+    return {
+        "version": version,
+        "complete": complete,
+        "processed": int(summary.get("processed") or 0),
+        "quarantined": int(summary.get("quarantined") or 0),
+    }
 
 
 def _collect_garbage(

@@ -115,7 +115,7 @@ def test_query_errors_and_usage_errors(tmp_path: Path) -> None:
 def test_every_command_explains_itself(command: str) -> None:
     done = cli(command, "--help")
     assert done.returncode == 0
-    assert "usage: python -m pipeline" in done.stdout and len(done.stdout) > 200
+    assert "usage: pipeline" in done.stdout and len(done.stdout) > 200
 
 
 def test_contract_command_prints_the_readme_table() -> None:

@@ -29,6 +29,16 @@ from tests.helpers import Crash, CrashingStorage, encode
 
 TODAY = datetime.now(UTC).replace(microsecond=0)
 OLD = TODAY - timedelta(days=10)
+
+
+@pytest.fixture(autouse=True)
+def _today() -> None:
+    """Read the clock when each test starts: `--day today` must agree across midnight."""
+    global TODAY, OLD
+    TODAY = datetime.now(UTC).replace(microsecond=0)
+    OLD = TODAY - timedelta(days=10)
+
+
 EXTRA = "Weapons"
 
 
@@ -349,7 +359,7 @@ def test_export_to_stdout_needs_a_format_or_extension(
     code, _out, err = run(
         capsys, "quarantine", "export", "--lake", str(lake), "--out", str(tmp_path / "x.txt")
     )
-    assert code == 1 and "--format" in err
+    assert code == 2 and "--format" in err  # bad arguments
     code, out, _err = run(
         capsys, "quarantine", "export", "--lake", str(lake), "--format", "jsonl", "--limit", "3"
     )

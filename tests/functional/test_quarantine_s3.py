@@ -23,13 +23,12 @@ from pipeline import quarantine as q
 from pipeline.cli import main
 from tests.helpers import encode
 
-TODAY = datetime.now(UTC)
 SOURCES = ("raw/dt=x/one.jsonl", "raw/dt=x/two.jsonl")
 
 
 def batch(seed: int) -> bytes:
     lines = []
-    for n, generated in enumerate(generate_batch(12, seed=seed, reference_time=TODAY)):
+    for n, generated in enumerate(generate_batch(12, seed=seed, reference_time=datetime.now(UTC))):
         record: dict[str, Any] = dict(generated.payload)  # type: ignore[arg-type]
         if n % 4 == 1:
             record["category"] = "Weapons"

@@ -38,6 +38,9 @@ from infra_view import (
     statements,
 )
 
+from handlers.core import metrics
+from handlers.core.layout import RAW_SUFFIXES
+
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "prod")
 EXPECTED_TAGS = {"dev": "dev", "prod": "prod"}
@@ -465,7 +468,14 @@ def test_raw_objects_trigger_the_transformer_after_the_permission(view: View) ->
     assert permission["inputs"]["sourceAccount"] == view.record["account"]
     assert permission["inputs"]["function"] == transformer["inputs"]["name"]
     configs = notification["inputs"]["lambdaFunctions"]
-    assert sorted(c["filterSuffix"] for c in configs) == [".json", ".json.gz", ".jsonl"]
+    suffixes = [c["filterSuffix"] for c in configs]
+    # Every name the transformer recognises triggers it (S3 matches prefix and suffix)...
+    for recognised in RAW_SUFFIXES:
+        key = f"raw/dt=2026-11-30/orders{recognised}"
+        assert any(key.endswith(s) for s in suffixes), f"{key} would never be transformed"
+    assert {".ndjson", ".gz"} <= set(suffixes)
+    # ...and no filter ends another, which S3 would reject as overlapping.
+    assert not [(a, b) for a in suffixes for b in suffixes if a != b and a.endswith(b)]
     for config in configs:
         assert config["filterPrefix"] == "raw/"
         assert config["events"] == ["s3:ObjectCreated:*"]
@@ -610,6 +620,26 @@ def test_dashboard_shows_the_pipeline(view: View) -> None:
         assert needle in text
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
     assert len(alarm_widget["properties"]["alarms"]) == 5
+
+
+def test_alarms_and_dashboard_watch_only_metrics_the_transformer_emits(view: View) -> None:
+    watched = [a["inputs"] for a in view.all(ALARM)]
+    watched = [a for a in watched if a["namespace"] == metrics.NAMESPACE]
+    assert watched, "no alarm on the pipeline's own metrics"
+    for alarm in watched:
+        assert alarm["metricName"] in metrics.EMITTED
+        assert alarm["dimensions"] == metrics.dimensions(view.stack)
+    body = json.loads(view.inputs(DASHBOARD)["dashboardBody"])
+    lines = [m for w in body["widgets"] for m in w["properties"].get("metrics", [])]
+    ours = [m for m in lines if m[0] == metrics.NAMESPACE]
+    assert len(ours) >= 4
+    for line in ours:
+        assert line[1] in metrics.EMITTED
+        assert dict(zip(line[2::2], line[3::2], strict=True)) == metrics.dimensions(view.stack)
+    # The function's Powertools settings name the same namespace and service.
+    env = view.function("transformer")["environment"]["variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+    assert env["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE
 
 
 # -- two isolated copies -----------------------------------------------------------------

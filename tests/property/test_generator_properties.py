@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from handlers.core.generate import FAULTS, generate_batch, to_ndjson
 from handlers.core.storage import LocalStorage
 from handlers.core.transform import transform_object
-from tests.helpers import read_lake
+from tests.helpers import read_lake, scratch_dir
 from tests.oracle import expected_outcome
 
 seeds = st.integers(min_value=0, max_value=2**32)
@@ -23,7 +22,7 @@ recent = st.integers(min_value=0, max_value=3600).map(
 
 
 def _run(data: bytes) -> tuple[LocalStorage, object, datetime]:
-    root = tempfile.mkdtemp(prefix="lake-")
+    root = scratch_dir("lake-")
     path = Path(root, "raw/gen.jsonl")
     path.parent.mkdir(parents=True)
     path.write_bytes(data)

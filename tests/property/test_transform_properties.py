@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ from handlers.core.entries import original_bytes
 from handlers.core.storage import LocalStorage
 from handlers.core.transform import transform_object
 from schemas.catalog import CATEGORIES
-from tests.helpers import encode, read_lake
+from tests.helpers import encode, read_lake, scratch_dir
 from tests.oracle import FIELDS, expected_outcome, instant, parse_line
 
 KEY = "raw/batch.jsonl"
@@ -111,7 +110,7 @@ def lines(draw: st.DrawFn) -> list[bytes]:
 
 
 def _transform(data: bytes) -> tuple[LocalStorage, Any, datetime]:
-    root = tempfile.mkdtemp(prefix="lake-")
+    root = scratch_dir("lake-")
     path = Path(root, KEY)
     path.parent.mkdir(parents=True)
     path.write_bytes(data)

@@ -22,6 +22,15 @@ from pipeline.quarantine import summarise
 from tests.helpers import encode
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Read the clock when each test starts, not once at import (runs cross midnight)."""
+    global NOW
+    NOW = datetime.now(UTC).replace(microsecond=0)
+
+
 HOSTILE = '</script><script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
