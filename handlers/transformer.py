@@ -35,6 +35,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if outcome.failed:
         # Fail the invocation so Lambda retries it (and finally dead-letters it);
         # objects that succeeded are skipped on retry thanks to their manifests.
+        # Every object was attempted first: one bad object never blocks the others.
         first = outcome.failed[0]
-        raise StorageError("transform", first["key"], first["reason"], transient=True)
+        more = len(outcome.failed) - 1
+        reason = first["reason"] + (f" (and {more} more objects failed)" if more else "")
+        raise StorageError("transform", first["key"], reason, transient=True)
     return outcome.to_dict()

@@ -19,12 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from handlers.core import screen
 from schemas import input_arrow_schema
 from schemas.transaction import (
     CHECK_DECIMAL_PLACES,
+    CHECK_DOCUMENT_TOO_LARGE,
+    CHECK_DUPLICATE_KEY,
     CHECK_GZIP,
+    CHECK_JSON_DEPTH,
     CHECK_JSON_OBJECT,
     CHECK_JSON_SYNTAX,
+    CHECK_LINE_TOO_LARGE,
     CHECK_UTF8,
     MONEY_SCALE,
     json_type,
@@ -32,8 +37,9 @@ from schemas.transaction import (
 )
 
 DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
-# A file that is one JSON document (array or pretty-printed object) must be held whole.
-MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+# A file that is one JSON document (array or pretty-printed object) is held whole up to
+# this size; a larger one is quarantined whole as `document_too_large`.
+MAX_DOCUMENT_BYTES = screen.MAX_DOCUMENT_BYTES
 
 _BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -132,6 +138,8 @@ class _Gunzip(io.RawIOBase):
         self._tail = b""
         self.error: str | None = None
         self._done = False
+        self._compressed = 0  # bytes read from the object, for the ratio limit
+        self._inflated = 0
 
     def readable(self) -> bool:
         return True
@@ -148,14 +156,18 @@ class _Gunzip(io.RawIOBase):
         if self._tail:
             data, self._tail = self._tail, b""
             return data
-        return self._inner.read(64 * 1024)
+        data = self._inner.read(64 * 1024)
+        self._compressed += len(data)
+        return data
 
     def _fill(self) -> None:
         if self._z.eof:
             rest = self._z.unused_data + self._tail
             self._tail = b""
             if not rest.strip(b"\x00"):
-                rest += self._inner.read(64 * 1024)
+                more = self._inner.read(64 * 1024)
+                self._compressed += len(more)
+                rest += more
             if not rest.strip(b"\x00"):
                 self._done = True  # end of the last member (trailing NULs are padding)
                 return
@@ -176,6 +188,24 @@ class _Gunzip(io.RawIOBase):
             self.error = f"gzip stream corrupt: {e}"
             return
         self._tail = self._z.unconsumed_tail
+        self._inflated += len(self._pending)
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        """Stop a decompression bomb: past a size, or a ratio no real NDJSON reaches."""
+        if self._inflated > screen.MAX_INFLATED_BYTES:
+            self.error = f"gzip expands past the {screen.MAX_INFLATED_BYTES}-byte limit"
+        elif (
+            self._inflated > screen.RATIO_GRACE_BYTES
+            and self._inflated > screen.MAX_GZIP_RATIO * max(self._compressed, 1)
+        ):
+            self.error = (
+                f"gzip expands over {screen.MAX_GZIP_RATIO} times its size "
+                f"({self._compressed} -> {self._inflated}+ bytes): a decompression bomb"
+            )
+        if self.error is not None:
+            self._pending = b""
+            self._done = True
 
 
 def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Gunzip | None]:
@@ -209,14 +239,7 @@ def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterato
     if guard is not None and guard.error is not None:
         # The compressed stream broke: what it held past this point is unreadable, so
         # it becomes one quarantine entry rather than vanishing.
-        yield Chunk(
-            index=index,
-            table=input_arrow_schema().empty_table(),
-            lines=[],
-            record_indexes=[],
-            raws=[],
-            rejected=[Rejected(b"", CHECK_GZIP, None, record_index, guard.error)],
-        )
+        yield _rejected_chunk(index, Rejected(b"", CHECK_GZIP, None, record_index, guard.error))
 
 
 def _first_significant(payload: IO[bytes]) -> bytes:
@@ -253,7 +276,7 @@ def _array_is_first_of_many_lines(payload: IO[bytes]) -> bool:
     return True
 
 
-def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview]:
+def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview | _Oversized]:
     """Bounded slices that end on a line boundary (the last one may not).
 
     Each slice is read straight into its own anonymous memory map and handed out as a
@@ -261,27 +284,70 @@ def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview
     concatenated or cut copies), and a short last slice costs only its own length.
     """
     carry = b""
+    at_end = False
     while True:
-        buffer = mmap.mmap(-1, len(carry) + chunk_bytes)
+        # A carry left by the record cap is re-read first: the slice never grows past
+        # chunk_bytes plus one read step, however short the lines.
+        room = 0 if at_end else max(chunk_bytes - len(carry), min(chunk_bytes, _READ_STEP))
+        if not carry and at_end:
+            return
+        buffer = mmap.mmap(-1, len(carry) + room or 1)
         buffer[: len(carry)] = carry
-        got = _fill(payload, memoryview(buffer)[len(carry) :])
-        if not got:
-            break
+        got = _fill(payload, memoryview(buffer)[len(carry) :]) if room else 0
+        at_end = at_end or got < room
         end = len(carry) + got
-        cut = buffer.rfind(b"\n", 0, end)
+        if not end:
+            return
+        cut = _records_cut(buffer, end)
         if cut < 0:
             carry = buffer[:end]
-            if len(carry) > MAX_DOCUMENT_BYTES:  # one absurd line: hand it over as is
-                yield carry
-                carry = b""
+            if len(carry) > screen.MAX_LINE_BYTES:
+                # One absurd line: never held whole; skipped to its end, then reported.
+                size, carry = _skip_line(payload, len(carry))
+                yield _Oversized(bytes(buffer[: screen.ENTRY_RAW_CAP]), size)
+            elif at_end:
+                yield carry  # the last line, without its newline
+                return
             continue
         carry = buffer[cut + 1 : end]
         piece = memoryview(buffer)[: cut + 1]
         del buffer  # the view keeps the map alive exactly as long as the chunk needs it
         yield piece
         del piece
-    if carry:
-        yield carry
+
+
+@dataclass
+class _Oversized:
+    """A line over MAX_LINE_BYTES: its first bytes and its length, in place of its text."""
+
+    head: bytes
+    size: int
+
+
+def _records_cut(buffer: mmap.mmap, end: int) -> int:
+    """Where a slice ends: its last newline, or the one that keeps it to MAX_RECORDS_PER_CHUNK."""
+    cut = buffer.rfind(b"\n", 0, end)
+    if cut < 0 or end < screen.MAX_RECORDS_PER_CHUNK * 2:
+        return cut  # too short to hold that many records
+    view = np.frombuffer(buffer, np.uint8, count=end)
+    seen = 0
+    for start in range(0, end, _SCAN_STEP):
+        newlines = np.flatnonzero(view[start : start + _SCAN_STEP] == 10)
+        if seen + len(newlines) > screen.MAX_RECORDS_PER_CHUNK:
+            return start + int(newlines[screen.MAX_RECORDS_PER_CHUNK - seen - 1])
+        seen += len(newlines)
+    return cut
+
+
+def _skip_line(payload: IO[bytes], held: int) -> tuple[int, bytes]:
+    """Read past the rest of an oversized line: its total size, and what follows it."""
+    size = held
+    while block := payload.read(_READ_STEP):
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return size + newline, block[newline + 1 :]
+        size += len(block)
+    return size, b""
 
 
 def _fill(payload: IO[bytes], view: memoryview) -> int:
@@ -295,10 +361,17 @@ def _fill(payload: IO[bytes], view: memoryview) -> int:
     return total
 
 
-def _decode_ndjson(slices: Iterator[bytes | memoryview]) -> Iterator[Chunk]:
+def _decode_ndjson(slices: Iterator[bytes | memoryview | _Oversized]) -> Iterator[Chunk]:
     record_index = 0
     first_line = 1
     for index, data in enumerate(slices):
+        if isinstance(data, _Oversized):
+            detail = f"line of {data.size} bytes is over the {screen.MAX_LINE_BYTES}-byte limit"
+            rejected = Rejected(data.head, CHECK_LINE_TOO_LARGE, first_line, record_index, detail)
+            yield _rejected_chunk(index, rejected)
+            first_line += 1
+            record_index += 1
+            continue
         offsets = _line_offsets(data)
         chunk = _ndjson_chunk(index, data, offsets, first_line, record_index)
         first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
@@ -624,6 +697,8 @@ def _json_types() -> dict[str, str]:
 
 def _looks_clean(text: bytes) -> bool:
     """True when Arrow will decode the line exactly as the exact path would."""
+    if screen.has_risky_number(text):
+        return False  # exponents and huge numbers: only the exact path may see them
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -741,7 +816,9 @@ def _reject_constant(name: str) -> Any:
     raise _NotFinite(f"{name} is not a JSON number")
 
 
-_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_EXACT = json.JSONDecoder(
+    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=screen.unique_pairs
+)
 
 
 def decode_record(text: bytes) -> Rejected | tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -750,8 +827,12 @@ def decode_record(text: bytes) -> Rejected | tuple[dict[str, Any], list[tuple[st
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:
         return Rejected(text, CHECK_UTF8, None, 0, str(e))
+    if screen.too_deep(text):
+        return Rejected(text, CHECK_JSON_DEPTH, None, 0, f"nested deeper than {screen.MAX_DEPTH}")
     try:
         obj = _EXACT.decode(decoded)
+    except screen.DuplicateKey as e:
+        return Rejected(text, CHECK_DUPLICATE_KEY, None, 0, str(e)[:200])
     except (ValueError, RecursionError) as e:
         return Rejected(text, CHECK_JSON_SYNTAX, None, 0, str(e)[:200])
     if not isinstance(obj, dict):
@@ -848,10 +929,12 @@ def _decode_document(payload: IO[bytes], chunk_bytes: int) -> Iterator[Chunk]:
     """A JSON array of records, or one or more (pretty-printed) JSON objects."""
     text = payload.read(MAX_DOCUMENT_BYTES + 1)
     if len(text) > MAX_DOCUMENT_BYTES:
-        # Too big to hold whole: stream it as lines, which quarantines what it can't read.
-        rest = io.BufferedReader(_Prefixed(text, payload), 1024 * 1024)
+        # Too big to hold whole: one entry for the whole document, the rest only counted.
+        head = text[: screen.ENTRY_RAW_CAP]
+        size = len(text) + _drain(payload)
         del text
-        yield from _decode_ndjson(_slices(rest, chunk_bytes))
+        detail = f"JSON document of {size} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit"
+        yield _rejected_chunk(0, Rejected(head, CHECK_DOCUMENT_TOO_LARGE, 1, 0, detail))
         return
     items, remainder_at = _scan_document(text)
     batch: list[tuple[bytes, int]] = []
@@ -910,6 +993,10 @@ def _scan_document(text: bytes) -> tuple[list[tuple[bytes, int]], int | None]:
             return items, bad_from
         try:
             _, end = decoder.raw_decode(doc, pos)
+        except RecursionError:
+            # Too deep for json: hand the element over whole; the exact path rejects it
+            # (json_depth) and the document's other records survive.
+            end = screen.element_end(doc, pos)
         except ValueError:
             return items, _to_byte(doc, pos)
         element = doc[pos:end]
@@ -928,6 +1015,26 @@ def _scan_document(text: bytes) -> tuple[list[tuple[bytes, int]], int | None]:
         # The closing bracket never came: the document was truncated.
         return items, bad_from if bad_from is not None else None
     return items, bad_from
+
+
+def _drain(payload: IO[bytes]) -> int:
+    """Read the rest of a stream in bounded steps; how many bytes it held."""
+    total = 0
+    while block := payload.read(_READ_STEP):
+        total += len(block)
+    return total
+
+
+def _rejected_chunk(index: int, rejected: Rejected) -> Chunk:
+    """A chunk holding only one thing that never became a row."""
+    return Chunk(
+        index=index,
+        table=input_arrow_schema().empty_table(),
+        lines=[],
+        record_indexes=[],
+        raws=[],
+        rejected=[rejected],
+    )
 
 
 def _to_byte(doc: str, pos: int) -> int:
