@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from handlers.core import screen
+from handlers.core.transcode import Utf16AsUtf8, utf16_encoding
 from schemas import input_arrow_schema
 from schemas.transaction import (
     CHECK_DECIMAL_PLACES,
@@ -195,30 +196,38 @@ class _Gunzip(io.RawIOBase):
         """Stop a decompression bomb: past a size, or a ratio no real NDJSON reaches."""
         if self._inflated > screen.MAX_INFLATED_BYTES:
             self.error = f"gzip expands past the {screen.MAX_INFLATED_BYTES}-byte limit"
-        elif (
-            self._inflated > screen.RATIO_GRACE_BYTES
-            and self._inflated > screen.MAX_GZIP_RATIO * max(self._compressed, 1)
-        ):
-            self.error = (
-                f"gzip expands over {screen.MAX_GZIP_RATIO} times its size "
-                f"({self._compressed} -> {self._inflated}+ bytes): a decompression bomb"
-            )
+        else:
+            # Against what was consumed, not read ahead: a bomb trips at its first block.
+            consumed = max(self._compressed - len(self._tail), 1)
+            if (
+                self._inflated > screen.RATIO_GRACE_BYTES
+                and self._inflated > screen.MAX_GZIP_RATIO * consumed
+            ):
+                self.error = (
+                    f"gzip expands over {screen.MAX_GZIP_RATIO} times its size "
+                    f"({consumed} -> {self._inflated}+ bytes): a decompression bomb"
+                )
         if self.error is not None:
             self._pending = b""
             self._done = True
 
 
 def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Gunzip | None]:
-    """Undo gzip (by magic bytes, whatever the extension) and a UTF-8 byte-order mark."""
+    """Undo gzip (by magic bytes, whatever the extension), a UTF-8 mark and UTF-16."""
     head = stream.read(2)
     reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream), 1024 * 1024)
     guard = None
     if head == _GZIP_MAGIC:
         guard = _Gunzip(reader)
         reader = io.BufferedReader(guard, 1024 * 1024)
-    start = reader.read(len(_BOM))
-    if start != _BOM:
-        reader = io.BufferedReader(_Prefixed(start, reader), 1024 * 1024)
+    start = reader.read(4)
+    if start.startswith(_BOM):
+        start = start[len(_BOM) :]
+    elif encoding := utf16_encoding(start):
+        # Read as UTF-8 from here on: split at UTF-16's newlines, no stray NUL halves.
+        utf8 = Utf16AsUtf8(io.BufferedReader(_Prefixed(start, reader)), encoding)
+        return io.BufferedReader(utf8, 1024 * 1024), guard
+    reader = io.BufferedReader(_Prefixed(start, reader), 1024 * 1024)
     return reader, guard
 
 

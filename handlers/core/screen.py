@@ -11,10 +11,11 @@ import numpy as np
 MAX_DEPTH = 64  # nesting of arrays/objects in one record (a record is flat: depth 1)
 MAX_LINE_BYTES = 32 * 1024 * 1024  # one NDJSON line; longer: quarantined, never held whole
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # one JSON array/object document held for splitting
-MAX_RECORDS_PER_CHUNK = 50_000  # records validated together (bounds failure cases)
+MAX_RECORDS_PER_CHUNK = 20_000  # records validated together (bounds failure cases)
 MAX_INFLATED_BYTES = 8 * 1024 * 1024 * 1024  # what one gzip object may expand to
-MAX_GZIP_RATIO = 200  # inflated / compressed, checked once past RATIO_GRACE_BYTES
-RATIO_GRACE_BYTES = 64 * 1024 * 1024
+# Real NDJSON compresses 4-10 times; a bomb over 1000 (2 MB -> 2 GiB).
+MAX_GZIP_RATIO = 100  # inflated / compressed, checked once past RATIO_GRACE_BYTES
+RATIO_GRACE_BYTES = 1024 * 1024
 ENTRY_RAW_CAP = 64 * 1024  # raw text one quarantine entry keeps of a rejected record
 MAX_NUMBER_CHARS = 64  # a JSON number longer than this is never a contract value
 
