@@ -7,7 +7,6 @@ import io
 import json
 import mmap
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from handlers.core import screen
-from handlers.core.transcode import Utf16AsUtf8, utf16_encoding
+from handlers.core import documents, screen
+from handlers.core.payload import open_payload
 from schemas import input_arrow_schema
 from schemas.transaction import (
     CHECK_DECIMAL_PLACES,
@@ -38,12 +37,7 @@ from schemas.transaction import (
 )
 
 DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
-# A file that is one JSON document (array or pretty-printed object) is held whole up to
-# this size; a larger one is quarantined whole as `document_too_large`.
-MAX_DOCUMENT_BYTES = screen.MAX_DOCUMENT_BYTES
 
-_BOM = b"\xef\xbb\xbf"
-_GZIP_MAGIC = b"\x1f\x8b"
 _JSON_WS = b" \t\r\n"
 _INT64 = (-(2**63), 2**63 - 1)
 _READ_STEP = 1024 * 1024
@@ -93,142 +87,6 @@ class Chunk:
             self.raws = [ln.strip(_JSON_WS) for ln in bytes(self._data).split(b"\n")]
             self.raws = [r for r in self.raws if r]
         return self.raws[row]
-
-
-class _Prefixed(io.RawIOBase):
-    """A read-only stream that replays bytes already peeked from another stream."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        n = 0
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-        if n < len(view):
-            # Fill the rest too: a short first read would defeat peek() for the BOM.
-            readinto = getattr(self._rest, "readinto", None)
-            if readinto is not None:
-                n += readinto(view[n:]) or 0  # straight into the caller's buffer
-            else:
-                # Bounded reads: a 32 MB request must not build a 32 MB temporary.
-                data = self._rest.read(min(len(view) - n, _READ_STEP))
-                view[n : n + len(data)] = data
-                n += len(data)
-        return n
-
-
-class _Gunzip(io.RawIOBase):
-    """Streaming gunzip that keeps every byte it could decompress.
-
-    GzipFile discards the data of a read that hits a truncated or corrupt stream; here
-    the stream just ends there and `error` says why, so the good part is still processed.
-    """
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self._inner = inner
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
-        self._tail = b""
-        self.error: str | None = None
-        self._done = False
-        self._compressed = 0  # bytes read from the object, for the ratio limit
-        self._inflated = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._done:
-            self._fill()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def _next_input(self) -> bytes:
-        if self._tail:
-            data, self._tail = self._tail, b""
-            return data
-        data = self._inner.read(64 * 1024)
-        self._compressed += len(data)
-        return data
-
-    def _fill(self) -> None:
-        if self._z.eof:
-            rest = self._z.unused_data + self._tail
-            self._tail = b""
-            if not rest.strip(b"\x00"):
-                more = self._inner.read(64 * 1024)
-                self._compressed += len(more)
-                rest += more
-            if not rest.strip(b"\x00"):
-                self._done = True  # end of the last member (trailing NULs are padding)
-                return
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next gzip member
-            compressed = rest
-        else:
-            compressed = self._next_input()
-            if not compressed:
-                self._pending = self._z.flush()
-                self._done = True
-                self.error = "gzip stream truncated before its end"
-                return
-        try:
-            # Bounded output per call: a small bomb can't inflate all at once.
-            self._pending = self._z.decompress(compressed, 8 * 1024 * 1024)
-        except zlib.error as e:
-            self._done = True
-            self.error = f"gzip stream corrupt: {e}"
-            return
-        self._tail = self._z.unconsumed_tail
-        self._inflated += len(self._pending)
-        self._check_limits()
-
-    def _check_limits(self) -> None:
-        """Stop a decompression bomb: past a size, or a ratio no real NDJSON reaches."""
-        if self._inflated > screen.MAX_INFLATED_BYTES:
-            self.error = f"gzip expands past the {screen.MAX_INFLATED_BYTES}-byte limit"
-        else:
-            # Against what was consumed, not read ahead: a bomb trips at its first block.
-            consumed = max(self._compressed - len(self._tail), 1)
-            if (
-                self._inflated > screen.RATIO_GRACE_BYTES
-                and self._inflated > screen.MAX_GZIP_RATIO * consumed
-            ):
-                self.error = (
-                    f"gzip expands over {screen.MAX_GZIP_RATIO} times its size "
-                    f"({consumed} -> {self._inflated}+ bytes): a decompression bomb"
-                )
-        if self.error is not None:
-            self._pending = b""
-            self._done = True
-
-
-def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Gunzip | None]:
-    """Undo gzip (by magic bytes, whatever the extension), a UTF-8 mark and UTF-16."""
-    head = stream.read(2)
-    reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream), 1024 * 1024)
-    guard = None
-    if head == _GZIP_MAGIC:
-        guard = _Gunzip(reader)
-        reader = io.BufferedReader(guard, 1024 * 1024)
-    start = reader.read(4)
-    if start.startswith(_BOM):
-        start = start[len(_BOM) :]
-    elif encoding := utf16_encoding(start):
-        # Read as UTF-8 from here on: split at UTF-16's newlines, no stray NUL halves.
-        utf8 = Utf16AsUtf8(io.BufferedReader(_Prefixed(start, reader)), encoding)
-        return io.BufferedReader(utf8, 1024 * 1024), guard
-    reader = io.BufferedReader(_Prefixed(start, reader), 1024 * 1024)
-    return reader, guard
 
 
 def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
@@ -935,103 +793,61 @@ def _decimal_places(number: Decimal) -> int:
 
 
 def _decode_document(payload: IO[bytes], chunk_bytes: int) -> Iterator[Chunk]:
-    """A JSON array of records, or one or more (pretty-printed) JSON objects."""
-    text = payload.read(MAX_DOCUMENT_BYTES + 1)
-    if len(text) > MAX_DOCUMENT_BYTES:
-        # Too big to hold whole: one entry for the whole document, the rest only counted.
-        head = text[: screen.ENTRY_RAW_CAP]
-        size = len(text) + _drain(payload)
-        del text
-        detail = f"JSON document of {size} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit"
-        yield _rejected_chunk(0, Rejected(head, CHECK_DOCUMENT_TOO_LARGE, 1, 0, detail))
-        return
-    items, remainder_at = _scan_document(text)
+    """A JSON array of records, or one or more (pretty-printed) JSON objects, streamed."""
     batch: list[tuple[bytes, int]] = []
-    size = 0
-    index = 0
-    record_index = 0
-    for raw, line in items:
-        batch.append((raw, line))
-        size += len(raw)
-        if size >= chunk_bytes:
+    size = index = record_index = 0
+    for item in documents.elements(payload):
+        if isinstance(item, documents.Element):
+            batch.append((item.text, item.line))
+            size += len(item.text)
+            if size >= chunk_bytes or len(batch) >= screen.MAX_RECORDS_PER_CHUNK:
+                chunk = _document_chunk(index, batch, record_index)
+                index, record_index = index + 1, record_index + chunk.records
+                batch, size = [], 0
+                yield chunk
+            continue
+        if batch:
             chunk = _document_chunk(index, batch, record_index)
-            record_index += chunk.records
-            index += 1
-            yield chunk
+            index, record_index = index + 1, record_index + chunk.records
             batch, size = [], 0
+            yield chunk
+        if isinstance(item, documents.TooLarge):
+            detail = (
+                f"an element over {screen.MAX_LINE_BYTES} bytes; it and the rest of the "
+                f"document ({item.skipped} characters) were not read"
+            )
+            rejected = Rejected(
+                item.head, CHECK_DOCUMENT_TOO_LARGE, item.line, record_index, detail
+            )
+            yield _rejected_chunk(index, rejected)
+        else:
+            yield from _salvage(item, chunk_bytes, index, record_index)
     if batch:
-        chunk = _document_chunk(index, batch, record_index)
-        record_index += chunk.records
-        index += 1
-        yield chunk
-    if remainder_at is not None:
-        # Salvage what follows a broken spot line by line, so good records survive.
-        tail = text[remainder_at:]
-        first_line = text.count(b"\n", 0, remainder_at) + 1
+        yield _document_chunk(index, batch, record_index)
+
+
+def _salvage(
+    broken: documents.Broken, chunk_bytes: int, index: int, record_index: int
+) -> Iterator[Chunk]:
+    """What follows a broken spot, line by line, so the good records after it survive."""
+    line = broken.line
+    for data in _slices(broken.rest, chunk_bytes):
+        if isinstance(data, _Oversized):
+            detail = f"line of {data.size} bytes is over the {screen.MAX_LINE_BYTES}-byte limit"
+            rejected = Rejected(data.head, CHECK_LINE_TOO_LARGE, line, record_index, detail)
+            yield _rejected_chunk(index, rejected)
+            index, record_index, line = index + 1, record_index + 1, line + 1
+            continue
         lines = []
-        for n, line in enumerate(tail.split(b"\n"), first_line):
-            stripped = line.strip(_JSON_WS).rstrip(b",").strip(_JSON_WS)
+        for n, text in enumerate(bytes(data).split(b"\n"), line):
+            stripped = text.strip(_JSON_WS).rstrip(b",").strip(_JSON_WS)
             if stripped and stripped not in (b"]", b"["):
                 lines.append((stripped, n))
+        line += bytes(data).count(b"\n")
+        del data
         for chunk in _line_chunks(lines, index, record_index):
+            index, record_index = index + 1, record_index + chunk.records
             yield chunk
-
-
-def _scan_document(text: bytes) -> tuple[list[tuple[bytes, int]], int | None]:
-    """Split a document into (element text, line); also where it stopped making sense."""
-    try:
-        doc = text.decode("utf-8")
-    except UnicodeDecodeError as e:
-        # Decode what is valid; the rest is salvaged line by line.
-        doc = text[: e.start].decode("utf-8")
-        bad_from = e.start
-    else:
-        bad_from = None
-    decoder = json.JSONDecoder()
-    items: list[tuple[bytes, int]] = []
-    pos = _skip_ws(doc, 0)
-    in_array = doc.startswith("[", pos)
-    if in_array:
-        pos = _skip_ws(doc, pos + 1)
-    line = 1 + doc.count("\n", 0, pos)
-    while pos < len(doc):
-        if in_array and doc.startswith("]", pos):
-            end = _skip_ws(doc, pos + 1)
-            if end < len(doc):
-                return items, _to_byte(doc, end)
-            return items, bad_from
-        try:
-            _, end = decoder.raw_decode(doc, pos)
-        except RecursionError:
-            # Too deep for json: hand the element over whole; the exact path rejects it
-            # (json_depth) and the document's other records survive.
-            end = screen.element_end(doc, pos)
-        except ValueError:
-            return items, _to_byte(doc, pos)
-        element = doc[pos:end]
-        items.append((element.encode("utf-8"), line))
-        line += element.count("\n")
-        nxt = _skip_ws(doc, end)
-        line += doc.count("\n", end, nxt)
-        if in_array and doc.startswith(",", nxt):
-            after = _skip_ws(doc, nxt + 1)
-            line += doc.count("\n", nxt, after)
-            nxt = after
-        elif in_array and not doc.startswith("]", nxt):
-            return items, _to_byte(doc, nxt) if nxt < len(doc) else bad_from
-        pos = nxt
-    if in_array:
-        # The closing bracket never came: the document was truncated.
-        return items, bad_from if bad_from is not None else None
-    return items, bad_from
-
-
-def _drain(payload: IO[bytes]) -> int:
-    """Read the rest of a stream in bounded steps; how many bytes it held."""
-    total = 0
-    while block := payload.read(_READ_STEP):
-        total += len(block)
-    return total
 
 
 def _rejected_chunk(index: int, rejected: Rejected) -> Chunk:
@@ -1044,16 +860,6 @@ def _rejected_chunk(index: int, rejected: Rejected) -> Chunk:
         raws=[],
         rejected=[rejected],
     )
-
-
-def _to_byte(doc: str, pos: int) -> int:
-    return len(doc[:pos].encode("utf-8"))
-
-
-def _skip_ws(doc: str, pos: int) -> int:
-    while pos < len(doc) and doc[pos] in " \t\r\n":
-        pos += 1
-    return pos
 
 
 def _document_chunk(index: int, batch: list[tuple[bytes, int]], record_index: int) -> Chunk:

@@ -121,41 +121,68 @@ def test_long_line_is_skipped_not_held(tmp_path: Path) -> None:
     assert s["checks"] == {"line_too_large": 1}
 
 
-def _array(f: Any, records: int) -> None:
+def _array_open(f: Any, records: int, prefix: str = "r") -> None:
     f.write(b"[\n")
     batch = 10_000
     for start in range(0, records, batch):
         rows = [
-            orjson.dumps({**GOOD_RECORD, "transaction_id": f"r-{i}"})
+            orjson.dumps({**GOOD_RECORD, "transaction_id": f"{prefix}-{i}"})
             for i in range(start, min(start + batch, records))
         ]
         f.write((b",\n" if start else b"") + b",\n".join(rows))
+
+
+def _array(f: Any, records: int) -> None:
+    _array_open(f, records)
     f.write(b"\n]\n")
 
 
-def test_array_within_the_limit_is_processed(tmp_path: Path) -> None:
-    records = 100_000  # ~24 MB
-    s = run_capped(tmp_path, land(tmp_path, "array.json", lambda f: _array(f, records)))
+def test_big_array_streams(tmp_path: Path) -> None:
+    records = 200_000  # ~46 MB, read through a window of 8 MB (the bench measures 250 MB)
+    s = run_capped(tmp_path, land(tmp_path, "big.json", lambda f: _array(f, records)))
     assert (s["records_in"], s["processed"]) == (records, records)
 
 
-def test_array_over_the_limit_is_one_entry(tmp_path: Path) -> None:
-    records = screen.MAX_DOCUMENT_BYTES // 230 + 20_000  # just past the limit
-    s = run_capped(tmp_path, land(tmp_path, "big.json", lambda f: _array(f, records)))
-    assert (s["records_in"], s["quarantined"]) == (1, 1)
-    assert s["checks"] == {"document_too_large": 1}
+def test_pretty_printed_objects_stream(tmp_path: Path) -> None:
+    def write(f: Any) -> None:
+        for i in range(30_000):
+            f.write(
+                orjson.dumps(
+                    {**GOOD_RECORD, "transaction_id": f"p-{i}"}, option=orjson.OPT_INDENT_2
+                )
+            )
+            f.write(b"\n")
+
+    s = run_capped(tmp_path, land(tmp_path, "pretty.json", write))
+    assert (s["records_in"], s["processed"]) == (30_000, 30_000)
 
 
-def test_object_over_the_limit_is_one_entry(tmp_path: Path) -> None:
+def test_object_element_over_the_limit_is_one_entry(tmp_path: Path) -> None:
     def write(f: Any) -> None:
         f.write(b'{\n  "transaction_id": "t",\n  "note": "')
-        for _ in range(screen.MAX_DOCUMENT_BYTES // MB + 4):
+        for _ in range(screen.MAX_LINE_BYTES // MB + 4):
             f.write(b"y" * MB)
         f.write(b'"\n}\n')
 
     s = run_capped(tmp_path, land(tmp_path, "big-object.json", write))
     assert (s["records_in"], s["quarantined"]) == (1, 1)
     assert s["checks"] == {"document_too_large": 1}
+
+
+def test_broken_big_array_keeps_the_records_after_the_break(tmp_path: Path) -> None:
+    def write(f: Any) -> None:
+        _array_open(f, 40_000, "a")
+        f.write(b",\n{broken\n")
+        f.write(
+            b",\n".join(
+                orjson.dumps({**GOOD_RECORD, "transaction_id": f"z-{i}"}) for i in range(100)
+            )
+        )
+        f.write(b"\n]\n")
+
+    s = run_capped(tmp_path, land(tmp_path, "broken.json", write))
+    assert (s["records_in"], s["processed"], s["quarantined"]) == (40_101, 40_100, 1)
+    assert s["checks"] == {"json_syntax": 1}
 
 
 def _bomb(f: Any, member_text: bytes, members: int) -> None:
