@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from handlers.core.errors import EventError, ObjectNotFound, StorageError
-from handlers.core.poison import MAX_ATTEMPTS, quarantine_whole, record_failure
 from handlers.core.storage import RAW_PREFIX, Storage
 
 log = logging.getLogger("pipeline.transformer")
@@ -127,6 +126,7 @@ def _transform_isolated(
 
 def _count_failure(storage: Storage, key: str, reason: str, outcome: EventOutcome) -> Any:
     """Note a failed attempt; the whole-file quarantine's result once attempts run out."""
+    from handlers.core.poison import MAX_ATTEMPTS, quarantine_whole, record_failure
     from handlers.core.transform import TransformResult
     from schemas.transaction import CHECK_TRANSFORM_FAILED
 
