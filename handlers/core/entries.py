@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterable
 from decimal import Decimal
@@ -104,8 +105,11 @@ def build_entry(
 
 
 def dumps_entries(entries: Iterable[dict[str, Any]]) -> bytes:
-    """JSON Lines bytes of entries."""
-    return b"".join(orjson.dumps(e) + b"\n" for e in entries)
+    """JSON Lines bytes of entries, built up as they come (never a list of them all)."""
+    out = io.BytesIO()
+    for entry in entries:
+        out.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+    return out.getvalue()
 
 
 _EXACT = json.JSONDecoder(parse_float=Decimal)
