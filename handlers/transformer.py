@@ -46,8 +46,11 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if outcome.failed:
         # Fail the invocation so Lambda retries it (and finally dead-letters it);
         # objects that succeeded are skipped on retry thanks to their manifests.
+        # Every object was attempted first: one bad object never blocks the others.
         first = outcome.failed[0]
-        raise StorageError("transform", first["key"], first["reason"], transient=True)
+        more = len(outcome.failed) - 1
+        reason = first["reason"] + (f" (and {more} more objects failed)" if more else "")
+        raise StorageError("transform", first["key"], reason, transient=True)
     return outcome.to_dict()
 
 

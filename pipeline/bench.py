@@ -629,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-original", action="store_true", help="skip the slow original-design runs"
     )
+    parser.add_argument(
+        "--skip-hostile", action="store_true", help="skip the hostile-input section"
+    )
     parser.add_argument("--workdir", default=None, help="where inputs go (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
     parser.add_argument(
@@ -651,11 +654,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     report = run(args)
     print_report(report)
+    hostile = None
+    if not args.skip_hostile:
+        from pipeline.bench_hostile import hostile_section
+
+        hostile = hostile_section(Path(args.workdir) if args.workdir else None)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"bench-{stamp}.json"
-    path.write_text(json.dumps(asdict(report), indent=2, default=str) + "\n")
+    figures = {**asdict(report), **({"hostile": hostile} if hostile is not None else {})}
+    path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     print(f"\nFigures written to {path}")
     return 0
 

@@ -210,9 +210,13 @@ def cmd_transform(args: argparse.Namespace) -> int:
         # keep the object as it is, so the transformer recognises the version.
         if source.resolve() != target.resolve() and not same:
             # Land it the way S3 would: a complete object appears at once.
-            tmp = target.with_name(f".tmp-{target.name}")
-            shutil.copyfile(source, tmp)
-            tmp.replace(target)
+            # Its own temporary name: concurrent runs of one file never share it.
+            tmp = target.with_name(f".tmp-{target.name}.{os.getpid()}")
+            try:
+                shutil.copyfile(source, tmp)
+                tmp.replace(target)
+            finally:
+                tmp.unlink(missing_ok=True)
     except OSError as e:
         raise PipelineError(f"cannot write to lake {lake.root}: {e.strerror or e}") from e
     size = target.stat().st_size

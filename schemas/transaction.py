@@ -254,6 +254,24 @@ CHECK_JSON_OBJECT = "json_object"
 CHECK_NOT_NULL = "not_nullable"  # pandera's own name for the same rule
 CHECK_UNIQUE = "unique_within_file"
 CHECK_DECIMAL_PLACES = f"decimal_places({MONEY_SCALE})"
+# Hostile-input checks (limits in handlers/core/screen.py): a record or file that could
+# exhaust memory or crash a parser is quarantined with one of these, never processed.
+CHECK_JSON_DEPTH = "json_depth"
+CHECK_DUPLICATE_KEY = "duplicate_key"
+CHECK_LINE_TOO_LARGE = "line_too_large"
+CHECK_DOCUMENT_TOO_LARGE = "document_too_large"
+CHECK_TRANSFORM_FAILED = "transform_failed"  # a whole file that kept failing
+RECORD_CHECKS = (
+    CHECK_UTF8,
+    CHECK_GZIP,
+    CHECK_JSON_SYNTAX,
+    CHECK_JSON_OBJECT,
+    CHECK_JSON_DEPTH,
+    CHECK_DUPLICATE_KEY,
+    CHECK_LINE_TOO_LARGE,
+    CHECK_DOCUMENT_TOO_LARGE,
+    CHECK_TRANSFORM_FAILED,
+)
 
 
 def json_type(data_type: arrow.DataType) -> str:
@@ -384,8 +402,7 @@ def _rules(name: str) -> list[str]:
     return rules
 
 
-# Record-level checks (no column) and the column checks outside the pandera model.
-RECORD_CHECKS = (CHECK_GZIP, CHECK_UTF8, CHECK_JSON_SYNTAX, CHECK_JSON_OBJECT)
+# Column checks made outside the pandera model (RECORD_CHECKS above have no column).
 _EXTRA_RULES = {
     "transaction_id": [CHECK_UNIQUE],
     "timestamp": [CHECK_NOT_AFTER],
@@ -423,4 +440,5 @@ def contract_markdown() -> str:
             f"| `{name}` | JSON {json_type(column.dtype.type.pyarrow_dtype)} | "
             f"`{glue_type(stored[name])}` | {rules} | {column.description} |"
         )
+    lines += ["", "Record- and file-level checks: " + ", ".join(f"`{c}`" for c in RECORD_CHECKS)]
     return "\n".join(lines)

@@ -7,7 +7,6 @@ import io
 import json
 import mmap
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,12 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from handlers.core import documents, screen
+from handlers.core.payload import open_payload
 from schemas import input_arrow_schema
 from schemas.transaction import (
     CHECK_DECIMAL_PLACES,
+    CHECK_DOCUMENT_TOO_LARGE,
+    CHECK_DUPLICATE_KEY,
     CHECK_GZIP,
+    CHECK_JSON_DEPTH,
     CHECK_JSON_OBJECT,
     CHECK_JSON_SYNTAX,
+    CHECK_LINE_TOO_LARGE,
     CHECK_UTF8,
     MONEY_SCALE,
     json_type,
@@ -32,11 +37,7 @@ from schemas.transaction import (
 )
 
 DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024
-# A file that is one JSON document (array or pretty-printed object) must be held whole.
-MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 
-_BOM = b"\xef\xbb\xbf"
-_GZIP_MAGIC = b"\x1f\x8b"
 _JSON_WS = b" \t\r\n"
 _INT64 = (-(2**63), 2**63 - 1)
 _READ_STEP = 1024 * 1024
@@ -88,110 +89,6 @@ class Chunk:
         return self.raws[row]
 
 
-class _Prefixed(io.RawIOBase):
-    """A read-only stream that replays bytes already peeked from another stream."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        n = 0
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-        if n < len(view):
-            # Fill the rest too: a short first read would defeat peek() for the BOM.
-            readinto = getattr(self._rest, "readinto", None)
-            if readinto is not None:
-                n += readinto(view[n:]) or 0  # straight into the caller's buffer
-            else:
-                # Bounded reads: a 32 MB request must not build a 32 MB temporary.
-                data = self._rest.read(min(len(view) - n, _READ_STEP))
-                view[n : n + len(data)] = data
-                n += len(data)
-        return n
-
-
-class _Gunzip(io.RawIOBase):
-    """Streaming gunzip that keeps every byte it could decompress.
-
-    GzipFile discards the data of a read that hits a truncated or corrupt stream; here
-    the stream just ends there and `error` says why, so the good part is still processed.
-    """
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self._inner = inner
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
-        self._tail = b""
-        self.error: str | None = None
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending and not self._done:
-            self._fill()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
-
-    def _next_input(self) -> bytes:
-        if self._tail:
-            data, self._tail = self._tail, b""
-            return data
-        return self._inner.read(64 * 1024)
-
-    def _fill(self) -> None:
-        if self._z.eof:
-            rest = self._z.unused_data + self._tail
-            self._tail = b""
-            if not rest.strip(b"\x00"):
-                rest += self._inner.read(64 * 1024)
-            if not rest.strip(b"\x00"):
-                self._done = True  # end of the last member (trailing NULs are padding)
-                return
-            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next gzip member
-            compressed = rest
-        else:
-            compressed = self._next_input()
-            if not compressed:
-                self._pending = self._z.flush()
-                self._done = True
-                self.error = "gzip stream truncated before its end"
-                return
-        try:
-            # Bounded output per call: a small bomb can't inflate all at once.
-            self._pending = self._z.decompress(compressed, 8 * 1024 * 1024)
-        except zlib.error as e:
-            self._done = True
-            self.error = f"gzip stream corrupt: {e}"
-            return
-        self._tail = self._z.unconsumed_tail
-
-
-def open_payload(stream: IO[bytes]) -> tuple[IO[bytes], _Gunzip | None]:
-    """Undo gzip (by magic bytes, whatever the extension) and a UTF-8 byte-order mark."""
-    head = stream.read(2)
-    reader: IO[bytes] = io.BufferedReader(_Prefixed(head, stream), 1024 * 1024)
-    guard = None
-    if head == _GZIP_MAGIC:
-        guard = _Gunzip(reader)
-        reader = io.BufferedReader(guard, 1024 * 1024)
-    start = reader.read(len(_BOM))
-    if start != _BOM:
-        reader = io.BufferedReader(_Prefixed(start, reader), 1024 * 1024)
-    return reader, guard
-
-
 def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
     """Chunks of typed rows from a raw object: NDJSON, a JSON array or a JSON document."""
     payload, guard = open_payload(stream)
@@ -209,14 +106,7 @@ def decode(stream: IO[bytes], chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterato
     if guard is not None and guard.error is not None:
         # The compressed stream broke: what it held past this point is unreadable, so
         # it becomes one quarantine entry rather than vanishing.
-        yield Chunk(
-            index=index,
-            table=input_arrow_schema().empty_table(),
-            lines=[],
-            record_indexes=[],
-            raws=[],
-            rejected=[Rejected(b"", CHECK_GZIP, None, record_index, guard.error)],
-        )
+        yield _rejected_chunk(index, Rejected(b"", CHECK_GZIP, None, record_index, guard.error))
 
 
 def _first_significant(payload: IO[bytes]) -> bytes:
@@ -253,7 +143,7 @@ def _array_is_first_of_many_lines(payload: IO[bytes]) -> bool:
     return True
 
 
-def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview]:
+def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview | _Oversized]:
     """Bounded slices that end on a line boundary (the last one may not).
 
     Each slice is read straight into its own anonymous memory map and handed out as a
@@ -261,27 +151,70 @@ def _slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview
     concatenated or cut copies), and a short last slice costs only its own length.
     """
     carry = b""
+    at_end = False
     while True:
-        buffer = mmap.mmap(-1, len(carry) + chunk_bytes)
+        # A carry left by the record cap is re-read first: the slice never grows past
+        # chunk_bytes plus one read step, however short the lines.
+        room = 0 if at_end else max(chunk_bytes - len(carry), min(chunk_bytes, _READ_STEP))
+        if not carry and at_end:
+            return
+        buffer = mmap.mmap(-1, len(carry) + room or 1)
         buffer[: len(carry)] = carry
-        got = _fill(payload, memoryview(buffer)[len(carry) :])
-        if not got:
-            break
+        got = _fill(payload, memoryview(buffer)[len(carry) :]) if room else 0
+        at_end = at_end or got < room
         end = len(carry) + got
-        cut = buffer.rfind(b"\n", 0, end)
+        if not end:
+            return
+        cut = _records_cut(buffer, end)
         if cut < 0:
             carry = buffer[:end]
-            if len(carry) > MAX_DOCUMENT_BYTES:  # one absurd line: hand it over as is
-                yield carry
-                carry = b""
+            if len(carry) > screen.MAX_LINE_BYTES:
+                # One absurd line: never held whole; skipped to its end, then reported.
+                size, carry = _skip_line(payload, len(carry))
+                yield _Oversized(bytes(buffer[: screen.ENTRY_RAW_CAP]), size)
+            elif at_end:
+                yield carry  # the last line, without its newline
+                return
             continue
         carry = buffer[cut + 1 : end]
         piece = memoryview(buffer)[: cut + 1]
         del buffer  # the view keeps the map alive exactly as long as the chunk needs it
         yield piece
         del piece
-    if carry:
-        yield carry
+
+
+@dataclass
+class _Oversized:
+    """A line over MAX_LINE_BYTES: its first bytes and its length, in place of its text."""
+
+    head: bytes
+    size: int
+
+
+def _records_cut(buffer: mmap.mmap, end: int) -> int:
+    """Where a slice ends: its last newline, or the one that keeps it to MAX_RECORDS_PER_CHUNK."""
+    cut = buffer.rfind(b"\n", 0, end)
+    if cut < 0 or end < screen.MAX_RECORDS_PER_CHUNK * 2:
+        return cut  # too short to hold that many records
+    view = np.frombuffer(buffer, np.uint8, count=end)
+    seen = 0
+    for start in range(0, end, _SCAN_STEP):
+        newlines = np.flatnonzero(view[start : start + _SCAN_STEP] == 10)
+        if seen + len(newlines) > screen.MAX_RECORDS_PER_CHUNK:
+            return start + int(newlines[screen.MAX_RECORDS_PER_CHUNK - seen - 1])
+        seen += len(newlines)
+    return cut
+
+
+def _skip_line(payload: IO[bytes], held: int) -> tuple[int, bytes]:
+    """Read past the rest of an oversized line: its total size, and what follows it."""
+    size = held
+    while block := payload.read(_READ_STEP):
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return size + newline, block[newline + 1 :]
+        size += len(block)
+    return size, b""
 
 
 def _fill(payload: IO[bytes], view: memoryview) -> int:
@@ -295,10 +228,17 @@ def _fill(payload: IO[bytes], view: memoryview) -> int:
     return total
 
 
-def _decode_ndjson(slices: Iterator[bytes | memoryview]) -> Iterator[Chunk]:
+def _decode_ndjson(slices: Iterator[bytes | memoryview | _Oversized]) -> Iterator[Chunk]:
     record_index = 0
     first_line = 1
     for index, data in enumerate(slices):
+        if isinstance(data, _Oversized):
+            detail = f"line of {data.size} bytes is over the {screen.MAX_LINE_BYTES}-byte limit"
+            rejected = Rejected(data.head, CHECK_LINE_TOO_LARGE, first_line, record_index, detail)
+            yield _rejected_chunk(index, rejected)
+            first_line += 1
+            record_index += 1
+            continue
         offsets = _line_offsets(data)
         chunk = _ndjson_chunk(index, data, offsets, first_line, record_index)
         first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
@@ -624,6 +564,8 @@ def _json_types() -> dict[str, str]:
 
 def _looks_clean(text: bytes) -> bool:
     """True when Arrow will decode the line exactly as the exact path would."""
+    if screen.has_risky_number(text):
+        return False  # exponents and huge numbers: only the exact path may see them
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -741,7 +683,9 @@ def _reject_constant(name: str) -> Any:
     raise _NotFinite(f"{name} is not a JSON number")
 
 
-_EXACT = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+_EXACT = json.JSONDecoder(
+    parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=screen.unique_pairs
+)
 
 
 def decode_record(text: bytes) -> Rejected | tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -750,8 +694,12 @@ def decode_record(text: bytes) -> Rejected | tuple[dict[str, Any], list[tuple[st
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as e:
         return Rejected(text, CHECK_UTF8, None, 0, str(e))
+    if screen.too_deep(text):
+        return Rejected(text, CHECK_JSON_DEPTH, None, 0, f"nested deeper than {screen.MAX_DEPTH}")
     try:
         obj = _EXACT.decode(decoded)
+    except screen.DuplicateKey as e:
+        return Rejected(text, CHECK_DUPLICATE_KEY, None, 0, str(e)[:200])
     except (ValueError, RecursionError) as e:
         return Rejected(text, CHECK_JSON_SYNTAX, None, 0, str(e)[:200])
     if not isinstance(obj, dict):
@@ -845,99 +793,73 @@ def _decimal_places(number: Decimal) -> int:
 
 
 def _decode_document(payload: IO[bytes], chunk_bytes: int) -> Iterator[Chunk]:
-    """A JSON array of records, or one or more (pretty-printed) JSON objects."""
-    text = payload.read(MAX_DOCUMENT_BYTES + 1)
-    if len(text) > MAX_DOCUMENT_BYTES:
-        # Too big to hold whole: stream it as lines, which quarantines what it can't read.
-        rest = io.BufferedReader(_Prefixed(text, payload), 1024 * 1024)
-        del text
-        yield from _decode_ndjson(_slices(rest, chunk_bytes))
-        return
-    items, remainder_at = _scan_document(text)
+    """A JSON array of records, or one or more (pretty-printed) JSON objects, streamed."""
     batch: list[tuple[bytes, int]] = []
-    size = 0
-    index = 0
-    record_index = 0
-    for raw, line in items:
-        batch.append((raw, line))
-        size += len(raw)
-        if size >= chunk_bytes:
+    size = index = record_index = 0
+    for item in documents.elements(payload):
+        if isinstance(item, documents.Element):
+            batch.append((item.text, item.line))
+            size += len(item.text)
+            if size >= chunk_bytes or len(batch) >= screen.MAX_RECORDS_PER_CHUNK:
+                chunk = _document_chunk(index, batch, record_index)
+                index, record_index = index + 1, record_index + chunk.records
+                batch, size = [], 0
+                yield chunk
+            continue
+        if batch:
             chunk = _document_chunk(index, batch, record_index)
-            record_index += chunk.records
-            index += 1
-            yield chunk
+            index, record_index = index + 1, record_index + chunk.records
             batch, size = [], 0
+            yield chunk
+        if isinstance(item, documents.TooLarge):
+            detail = (
+                f"an element over {screen.MAX_LINE_BYTES} bytes; it and the rest of the "
+                f"document ({item.skipped} characters) were not read"
+            )
+            rejected = Rejected(
+                item.head, CHECK_DOCUMENT_TOO_LARGE, item.line, record_index, detail
+            )
+            yield _rejected_chunk(index, rejected)
+        else:
+            yield from _salvage(item, chunk_bytes, index, record_index)
     if batch:
-        chunk = _document_chunk(index, batch, record_index)
-        record_index += chunk.records
-        index += 1
-        yield chunk
-    if remainder_at is not None:
-        # Salvage what follows a broken spot line by line, so good records survive.
-        tail = text[remainder_at:]
-        first_line = text.count(b"\n", 0, remainder_at) + 1
+        yield _document_chunk(index, batch, record_index)
+
+
+def _salvage(
+    broken: documents.Broken, chunk_bytes: int, index: int, record_index: int
+) -> Iterator[Chunk]:
+    """What follows a broken spot, line by line, so the good records after it survive."""
+    line = broken.line
+    for data in _slices(broken.rest, chunk_bytes):
+        if isinstance(data, _Oversized):
+            detail = f"line of {data.size} bytes is over the {screen.MAX_LINE_BYTES}-byte limit"
+            rejected = Rejected(data.head, CHECK_LINE_TOO_LARGE, line, record_index, detail)
+            yield _rejected_chunk(index, rejected)
+            index, record_index, line = index + 1, record_index + 1, line + 1
+            continue
         lines = []
-        for n, line in enumerate(tail.split(b"\n"), first_line):
-            stripped = line.strip(_JSON_WS).rstrip(b",").strip(_JSON_WS)
+        for n, text in enumerate(bytes(data).split(b"\n"), line):
+            stripped = text.strip(_JSON_WS).rstrip(b",").strip(_JSON_WS)
             if stripped and stripped not in (b"]", b"["):
                 lines.append((stripped, n))
+        line += bytes(data).count(b"\n")
+        del data
         for chunk in _line_chunks(lines, index, record_index):
+            index, record_index = index + 1, record_index + chunk.records
             yield chunk
 
 
-def _scan_document(text: bytes) -> tuple[list[tuple[bytes, int]], int | None]:
-    """Split a document into (element text, line); also where it stopped making sense."""
-    try:
-        doc = text.decode("utf-8")
-    except UnicodeDecodeError as e:
-        # Decode what is valid; the rest is salvaged line by line.
-        doc = text[: e.start].decode("utf-8")
-        bad_from = e.start
-    else:
-        bad_from = None
-    decoder = json.JSONDecoder()
-    items: list[tuple[bytes, int]] = []
-    pos = _skip_ws(doc, 0)
-    in_array = doc.startswith("[", pos)
-    if in_array:
-        pos = _skip_ws(doc, pos + 1)
-    line = 1 + doc.count("\n", 0, pos)
-    while pos < len(doc):
-        if in_array and doc.startswith("]", pos):
-            end = _skip_ws(doc, pos + 1)
-            if end < len(doc):
-                return items, _to_byte(doc, end)
-            return items, bad_from
-        try:
-            _, end = decoder.raw_decode(doc, pos)
-        except ValueError:
-            return items, _to_byte(doc, pos)
-        element = doc[pos:end]
-        items.append((element.encode("utf-8"), line))
-        line += element.count("\n")
-        nxt = _skip_ws(doc, end)
-        line += doc.count("\n", end, nxt)
-        if in_array and doc.startswith(",", nxt):
-            after = _skip_ws(doc, nxt + 1)
-            line += doc.count("\n", nxt, after)
-            nxt = after
-        elif in_array and not doc.startswith("]", nxt):
-            return items, _to_byte(doc, nxt) if nxt < len(doc) else bad_from
-        pos = nxt
-    if in_array:
-        # The closing bracket never came: the document was truncated.
-        return items, bad_from if bad_from is not None else None
-    return items, bad_from
-
-
-def _to_byte(doc: str, pos: int) -> int:
-    return len(doc[:pos].encode("utf-8"))
-
-
-def _skip_ws(doc: str, pos: int) -> int:
-    while pos < len(doc) and doc[pos] in " \t\r\n":
-        pos += 1
-    return pos
+def _rejected_chunk(index: int, rejected: Rejected) -> Chunk:
+    """A chunk holding only one thing that never became a row."""
+    return Chunk(
+        index=index,
+        table=input_arrow_schema().empty_table(),
+        lines=[],
+        record_indexes=[],
+        raws=[],
+        rejected=[rejected],
+    )
 
 
 def _document_chunk(index: int, batch: list[tuple[bytes, int]], record_index: int) -> Chunk:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from collections.abc import Iterable
 from decimal import Decimal
@@ -10,13 +11,22 @@ from typing import Any
 
 import orjson
 
+from handlers.core.screen import ENTRY_RAW_CAP
 from schemas import SCHEMA_VERSION
+
+# A Decimal is written in plain digits only while that stays short; `1e999999999` in
+# plain digits would be a gigabyte. Beyond it, JSON's exponent form (still exact).
+_PLAIN_EXPONENT = 64
 
 
 def jsonable(value: Any) -> Any:
     """A decoded JSON value ready for orjson, with Decimals written from their exact digits."""
     if isinstance(value, Decimal):
-        return orjson.Fragment(format(value, "f") if value.is_finite() else f'"{value}"')
+        if not value.is_finite():
+            return orjson.Fragment(f'"{value}"')
+        exponent = value.as_tuple().exponent
+        plain = isinstance(exponent, int) and abs(exponent) <= _PLAIN_EXPONENT
+        return orjson.Fragment(format(value, "f") if plain else format(value, "E"))
     if type(value) is int and not -(2**63) <= value < 2**64:
         return orjson.Fragment(str(value))  # JSON has no integer limit; orjson does
     if isinstance(value, dict):
@@ -29,6 +39,13 @@ def jsonable(value: Any) -> Any:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _capped(value: Any) -> Any:
+    """An error's quoted value, cut to ENTRY_RAW_CAP characters if it is a huge string."""
+    if isinstance(value, str | bytes) and len(value) > ENTRY_RAW_CAP:
+        return value[:ENTRY_RAW_CAP] + ("…" if isinstance(value, str) else b"")
     return value
 
 
@@ -50,8 +67,16 @@ def build_entry(
     quarantined_at: str,
     detail: str = "",
 ) -> dict[str, Any]:
-    """One quarantine entry. `record` is the original object, or the raw text if unparsed."""
+    """One quarantine entry. `record` is the original object, or the raw text if unparsed.
+
+    A record longer than ENTRY_RAW_CAP keeps only its first ENTRY_RAW_CAP bytes, as raw
+    text (`record_truncated`, `record_bytes`): one entry never holds a huge line.
+    """
     entry: dict[str, Any] = {"entry_id": entry_id}
+    if len(raw) > ENTRY_RAW_CAP:
+        entry["record_truncated"] = True
+        entry["record_bytes"] = len(raw)
+        raw, parsed = raw[:ENTRY_RAW_CAP], None
     if parsed is not None:
         # The original text, verbatim: exact digits, key order and all.
         entry["record"] = orjson.Fragment(raw)
@@ -63,7 +88,7 @@ def build_entry(
         if text.encode("utf-8") != raw:
             entry["record_base64"] = base64.b64encode(raw).decode("ascii")
     entry["errors"] = [
-        {"column": e["column"], "check": e["check"], "value": jsonable(e.get("value"))}
+        {"column": e["column"], "check": e["check"], "value": jsonable(_capped(e.get("value")))}
         for e in errors
     ]
     entry.update(
@@ -80,8 +105,11 @@ def build_entry(
 
 
 def dumps_entries(entries: Iterable[dict[str, Any]]) -> bytes:
-    """JSON Lines bytes of entries."""
-    return b"".join(orjson.dumps(e) + b"\n" for e in entries)
+    """JSON Lines bytes of entries, built up as they come (never a list of them all)."""
+    out = io.BytesIO()
+    for entry in entries:
+        out.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
+    return out.getvalue()
 
 
 _EXACT = json.JSONDecoder(parse_float=Decimal)

@@ -42,5 +42,15 @@ class ObjectNotFound(StorageError):
         super().__init__("read", key, "no such object", transient=False)
 
 
+class BucketNotFound(StorageError):
+    """The bucket itself does not exist: a configuration error, never a skipped object."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(
+            "read", key, f"bucket {bucket!r} does not exist (NoSuchBucket)", transient=False
+        )
+        self.bucket = bucket
+
+
 class EventError(PipelineError):
     """A Lambda event does not have the shape the handler expects."""

@@ -73,7 +73,6 @@ def process_event(
     on_progress: Callable[[Any], None] | None = None,
 ) -> EventOutcome:
     """Transform every raw object the event names; one failure does not stop the others."""
-    from handlers.core.transform import transform_object  # heavy: imported on first use
 
     outcome = EventOutcome()
     for ref in object_refs(event):
@@ -83,17 +82,62 @@ def process_event(
         if not ref.key.startswith(RAW_PREFIX):
             outcome.skipped.append({"key": ref.key, "reason": f"outside {RAW_PREFIX}"})
             continue
-        try:
-            result = transform_object(storage_for(ref.bucket), ref.key, on_progress=on_progress)
-        except ObjectNotFound:
-            # Deleted (or overwritten and deleted) before we got to it: nothing to do.
-            outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})
-            continue
-        except StorageError as e:
-            log.error("transform failed", extra={"key": ref.key, "reason": e.reason})
-            outcome.failed.append({"key": ref.key, "reason": e.reason})
+        result = _transform_isolated(ref, storage_for, outcome, on_progress)
+        if result is None:
             continue
         outcome.results.append(result)
         if on_result is not None:
             on_result(result)
     return outcome
+
+
+def _transform_isolated(
+    ref: ObjectRef,
+    storage_for: Callable[[str], Storage],
+    outcome: EventOutcome,
+    on_progress: Callable[[Any], None] | None,
+) -> Any:
+    """One object's transform; any failure is confined to it (noted in `outcome`).
+
+    Storage errors are retried as they are. Any other error is the file's own doing: it
+    is counted under _state/attempts/, and after MAX_ATTEMPTS the file is quarantined
+    whole with its reason, so a poison file neither loops forever nor blocks the others.
+    """
+    from handlers.core.transform import transform_object  # heavy: imported on first use
+
+    storage = storage_for(ref.bucket)
+    try:
+        return transform_object(storage, ref.key, on_progress=on_progress)
+    except ObjectNotFound:
+        # Deleted (or overwritten and deleted) before we got to it: nothing to do.
+        outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})
+    except StorageError as e:
+        log.error("transform failed", extra={"key": ref.key, "reason": e.reason})
+        outcome.failed.append({"key": ref.key, "reason": e.reason})
+    except Exception as e:  # isolation is the point: any error fails one object only
+        reason = f"{type(e).__name__}: {e}"[:1000]
+        log.exception("transform crashed", extra={"key": ref.key, "reason": reason})
+        try:
+            return _count_failure(storage, ref.key, reason, outcome)
+        except StorageError as counted:
+            outcome.failed.append({"key": ref.key, "reason": f"{reason}; {counted.reason}"})
+    return None
+
+
+def _count_failure(storage: Storage, key: str, reason: str, outcome: EventOutcome) -> Any:
+    """Note a failed attempt; the whole-file quarantine's result once attempts run out."""
+    from handlers.core.poison import MAX_ATTEMPTS, quarantine_whole, record_failure
+    from handlers.core.transform import TransformResult
+    from schemas.transaction import CHECK_TRANSFORM_FAILED
+
+    info = storage.stat(key)
+    attempts = record_failure(storage, info, reason)
+    if attempts < MAX_ATTEMPTS:
+        outcome.failed.append({"key": key, "reason": f"{reason} (attempt {attempts})"})
+        return None
+    out_key = quarantine_whole(storage, info, reason, attempts)
+    result = TransformResult(source_key=key, source_version=info.version)
+    result.records_in = result.quarantined = 1
+    result.quarantined_by_check[CHECK_TRANSFORM_FAILED] = 1
+    result.outputs = [out_key]
+    return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from handlers.core.errors import ConfigError, ObjectNotFound, StorageError
+from handlers.core.errors import BucketNotFound, ConfigError, ObjectNotFound, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client  # pragma: no cover
@@ -117,7 +118,8 @@ class LocalStorage(Storage):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Write beside the target, then rename: readers never see a partial file.
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            _remove_stray_temporaries(path)
+            fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.{os.getpid()}.", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
@@ -170,6 +172,28 @@ _TRANSIENT_CODES = {
 }
 
 
+def _remove_stray_temporaries(path: Path) -> None:
+    """Delete temporaries a killed writer left for `path`: the next write of a key cleans up.
+
+    A temporary is named after its target and its writer's process id; one whose writer
+    no longer runs can never be renamed into place. Live writers' files are left alone.
+    """
+    for stray in path.parent.glob(f".tmp-{glob.escape(path.name)}.*"):
+        pid = stray.name[len(f".tmp-{path.name}.") :].partition(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            stray.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 class S3Storage(Storage):
     """A bucket, through boto3 (honours AWS_ENDPOINT_URL, e.g. a local moto server)."""
 
@@ -196,6 +220,10 @@ class S3Storage(Storage):
 
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchBucket" or (
+                code in {"404", "NotFound"} and not self._bucket_exists()
+            ):
+                return BucketNotFound(self.bucket, key)
             if code in {"NoSuchKey", "404", "NotFound"}:
                 return ObjectNotFound(key)
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -204,6 +232,17 @@ class S3Storage(Storage):
         if isinstance(error, BotoCoreError | OSError):
             return StorageError(operation, key, str(error), transient=True)
         raise error
+
+    def _bucket_exists(self) -> bool:
+        """A HEAD's bare 404 means a missing key or a missing bucket: ask which."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            code = str(e.response.get("Error", {}).get("Code", ""))
+            return code not in {"NoSuchBucket", "404", "NotFound"}
+        return True
 
     def stat(self, key: str) -> ObjectInfo:
         try:
