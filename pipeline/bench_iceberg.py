@@ -1,0 +1,175 @@
+"""Iceberg items of `make bench`: small-file queries before and after `maintain`."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+BATCHES_PER_DAY = 288  # one every 5 minutes
+CATEGORIES = ("books", "electronics", "garden", "grocery", "toys")
+GROUP_BY = (
+    "SELECT year, month, day, category, COUNT(*) AS n, SUM(total_amount) AS revenue "
+    "FROM transactions GROUP BY ALL ORDER BY ALL"
+)
+TARGET_COMPACTED_RATIO = 1.5
+
+
+def batch_rows(day: date, batch: int, rows: int, *, seed: int = 0) -> pa.Table:
+    """`rows` valid rows of the 5-minute batch number `batch` of `day`, in the table's schema.
+
+    Deterministic in (day, batch, seed); row values vary so files do not compress to nothing.
+    """
+    from schemas.iceberg import iceberg_arrow_schema
+
+    rng = random.Random(f"{day.isoformat()}/{batch}/{seed}")
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(minutes=5 * batch)
+    key = f"raw/{day.isoformat()}/batch-{batch:03d}-{seed}.json"
+    prices = [Decimal(rng.randrange(100, 50_000)) / 100 for _ in range(rows)]
+    quantities = [rng.randrange(1, 10) for _ in range(rows)]
+    stamps = [start + timedelta(seconds=rng.randrange(300)) for _ in range(rows)]
+    columns: dict[str, list[Any]] = {
+        "transaction_id": [f"t-{day:%Y%m%d}-{batch:03d}-{seed}-{i:06d}" for i in range(rows)],
+        "timestamp": stamps,
+        "customer_id": [f"c-{rng.randrange(100_000):06d}" for _ in range(rows)],
+        "product_id": [f"p-{rng.randrange(5_000):05d}" for _ in range(rows)],
+        "product_name": [f"product {rng.randrange(5_000)}" for _ in range(rows)],
+        "category": [rng.choice(CATEGORIES) for _ in range(rows)],
+        "quantity": quantities,
+        "price": prices,
+        "total_amount": [p * q for p, q in zip(prices, quantities, strict=True)],
+        "hour": [s.hour for s in stamps],
+        "day_of_week": [s.weekday() for s in stamps],
+        "source_key": [key] * rows,
+        "ingested_at": [start + timedelta(minutes=5)] * rows,
+        "year": [day.year] * rows,
+        "month": [day.month] * rows,
+        "day": [day.day] * rows,
+    }
+    return pa.Table.from_pydict(columns, schema=iceberg_arrow_schema())
+
+
+@dataclass
+class SmallFilesFigures:
+    """The small-file item of `make bench`."""
+
+    days: int
+    batches_per_day: int
+    rows_per_batch: int
+    build_seconds: float
+    maintain_seconds: float
+    files_before: int
+    files_after: int
+    files_one_per_day: int
+    query_small_files_s: float
+    query_compacted_s: float
+    query_one_file_per_day_s: float
+    compacted_ratio: float
+    small_files_ratio: float
+    same_result: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _best_of(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - t)
+    return min(times), result
+
+
+def _query(files: list[str]) -> Callable[[], Any]:
+    import duckdb
+
+    def run() -> Any:
+        con = duckdb.connect()
+        con.read_parquet(files, hive_partitioning=False).create_view("transactions")
+        return con.execute(GROUP_BY).fetchall()
+
+    return run
+
+
+def small_files(
+    workdir: Path,
+    *,
+    days: int = 10,
+    batches: int = BATCHES_PER_DAY,
+    rows: int = 1000,
+    repeat: int = 5,
+    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> SmallFilesFigures:
+    """Commit `days` x `batches` appends of `rows` rows, then `maintain`; time the same DuckDB
+    group-by over the snapshot's files before and after, and over one plain file per day."""
+    import pyarrow.parquet as pq
+
+    from handlers.core.maintain import MaintainSettings, maintain
+    from handlers.core.storage import LocalStorage
+    from handlers.core.table import load_table
+    from pipeline.query import snapshot_files
+
+    lake = workdir / "small-files-lake"
+    shutil.rmtree(lake, ignore_errors=True)
+    storage = LocalStorage(lake)
+    table = load_table(storage)
+    first = date(2026, 1, 1)
+    started = time.perf_counter()
+    per_day: list[pa.Table] = []
+    for d in range(days):
+        day = first + timedelta(days=d)
+        parts = [batch_rows(day, b, rows) for b in range(batches)]
+        for part in parts:
+            # Each 5-minute batch is its own commit, as the transformer makes it.
+            table.append(part)
+        per_day.append(pa.concat_tables(parts))
+        say(f"  day {d + 1}/{days}: {batches} commits of {rows} rows")
+    build = time.perf_counter() - started
+    plain = workdir / "one-file-per-day"
+    shutil.rmtree(plain, ignore_errors=True)
+    plain.mkdir(parents=True)
+    plain_files = []
+    for d, rows_of_day in enumerate(per_day):
+        path = plain / f"day-{d:02d}.parquet"
+        pq.write_table(rows_of_day, path, compression="zstd")
+        plain_files.append(str(path))
+
+    before_files = snapshot_files(lake)
+    t = time.perf_counter()
+    done = maintain(storage, MaintainSettings(), on_progress=lambda m: None)
+    maintain_s = time.perf_counter() - t
+    say(f"  maintain: {done.files_before} -> {done.files_after} files in {maintain_s:.1f} s")
+    after_files = snapshot_files(lake)
+
+    # Best of `repeat` each, measured back to back in this run.
+    small_s, small_rows = _best_of(_query(before_files), repeat)
+    compacted_s, compacted_rows = _best_of(_query(after_files), repeat)
+    plain_s, plain_rows = _best_of(_query(plain_files), repeat)
+    shutil.rmtree(lake, ignore_errors=True)
+    shutil.rmtree(plain, ignore_errors=True)
+    return SmallFilesFigures(
+        days=days,
+        batches_per_day=batches,
+        rows_per_batch=rows,
+        build_seconds=round(build, 2),
+        maintain_seconds=round(maintain_s, 2),
+        files_before=len(before_files),
+        files_after=len(after_files),
+        files_one_per_day=len(plain_files),
+        query_small_files_s=round(small_s, 4),
+        query_compacted_s=round(compacted_s, 4),
+        query_one_file_per_day_s=round(plain_s, 4),
+        compacted_ratio=round(compacted_s / plain_s, 3),
+        small_files_ratio=round(small_s / plain_s, 3),
+        same_result=small_rows == compacted_rows == plain_rows,
+    )
