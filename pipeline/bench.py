@@ -329,6 +329,7 @@ class Report:
     verdicts: list[Verdict] = field(default_factory=list)
     lambda_sizing: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    small_files: dict[str, Any] = field(default_factory=dict)
 
 
 def machine() -> dict[str, Any]:
@@ -525,6 +526,8 @@ def run(args: argparse.Namespace) -> Report:
             small_faulty=rows[SMALL_FAULTY.format(args.fault_rate)],
             bytes_per_record=clean_bytes / args.records,
         )
+        if not args.skip_small_files:
+            _small_files(report, workdir)
         report.machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         if not args.keep:
@@ -563,6 +566,24 @@ def _verdicts(report: Report, bench: Bench, args: argparse.Namespace, scaled: in
     report.verdicts = verdicts
 
 
+def _small_files(report: Report, workdir: Path) -> None:
+    """Iceberg: 10 days of 5-minute commits, then `maintain` (pipeline/bench_iceberg.py)."""
+    from pipeline.bench_iceberg import TARGET_COMPACTED_RATIO, small_files
+
+    _progress("small files: 10 days x 288 commits of 1,000 rows, then maintain")
+    figures = small_files(workdir, say=_progress)
+    report.small_files = figures.to_dict()
+    measured = round(figures.compacted_ratio, 3)
+    report.verdicts.append(
+        Verdict(
+            "5. group-by after maintain / one file per day",
+            TARGET_COMPACTED_RATIO,
+            measured,
+            measured <= TARGET_COMPACTED_RATIO and figures.same_result,
+        )
+    )
+
+
 def print_report(report: Report) -> None:
     m = report.machine
     print(
@@ -579,6 +600,10 @@ def print_report(report: Report) -> None:
     print("\nTargets:")
     for v in report.verdicts:
         print(f"  {'ok  ' if v.holds else 'MISS'} {v.target:<56} {v.measured:>8.3f} <= {v.limit}")
+    if report.small_files:
+        from pipeline.bench_iceberg import format_small_files
+
+        print("\n" + format_small_files(report.small_files))
     sizing = report.lambda_sizing
     if sizing:
         print("\nLambda sizing (largest file one invocation handles, and what limits it):")
@@ -628,6 +653,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--skip-original", action="store_true", help="skip the slow original-design runs"
+    )
+    parser.add_argument(
+        "--skip-small-files",
+        action="store_true",
+        help="skip the Iceberg small-file item (2,880 commits, then maintain)",
     )
     parser.add_argument("--workdir", default=None, help="where inputs go (default: system temp)")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")

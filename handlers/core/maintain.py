@@ -17,6 +17,7 @@ from handlers.core.table import load_table
 from schemas.iceberg import TABLE_PREFIX
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.manifest import DataFile
     from pyiceberg.table import Table
 
@@ -237,33 +238,41 @@ def _compact_partition(
     )
 
 
-def _rewrite(table: Table, files: list[DataFile]) -> DataFile:
-    """Read `files` (no deletes apply) and write their rows, unchanged, as one data file."""
-    import pyarrow as pa
-    from pyiceberg.expressions import AlwaysTrue
-    from pyiceberg.io.pyarrow import ArrowScan, write_file
+def write_data_files(
+    table: Table, parts: list[pa.Table], partition: Iterable[Any]
+) -> list[DataFile]:
+    """Write each Arrow table in `parts` as one data file of `partition` (not committed)."""
+    from pyiceberg.io.pyarrow import write_file
     from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
-    from pyiceberg.table import FileScanTask, WriteTask
+    from pyiceberg.table import WriteTask
 
     schema = table.schema()
-    scan = ArrowScan(table.metadata, table.io, schema, AlwaysTrue())
-    rows = pa.concat_tables(scan.to_table([FileScanTask(f)]) for f in files)
-    spec = table.specs()[files[0].spec_id]
-    partition_key = PartitionKey(
+    spec = table.spec()
+    key = PartitionKey(
         field_values=[
-            PartitionFieldValue(f, v) for f, v in zip(spec.fields, files[0].partition, strict=True)
+            PartitionFieldValue(f, v) for f, v in zip(spec.fields, partition, strict=True)
         ],
         partition_spec=spec,
         schema=schema,
     )
-    task = WriteTask(
-        write_uuid=uuid.uuid4(),
-        task_id=0,
-        schema=schema,
-        record_batches=rows.to_batches(),
-        partition_key=partition_key,
-    )
-    (data_file,) = list(write_file(table.io, table.metadata, iter([task])))
+    write_uuid = uuid.uuid4()
+    tasks = [
+        WriteTask(write_uuid, n, schema, part.to_batches(), partition_key=key)
+        for n, part in enumerate(parts)
+    ]
+    return list(write_file(table.io, table.metadata, iter(tasks)))
+
+
+def _rewrite(table: Table, files: list[DataFile]) -> DataFile:
+    """Read `files` (no deletes apply) and write their rows, unchanged, as one data file."""
+    import pyarrow as pa
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.table import FileScanTask
+
+    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+    rows = pa.concat_tables(scan.to_table([FileScanTask(f)]) for f in files)
+    (data_file,) = write_data_files(table, [rows], files[0].partition)
     if data_file.record_count != sum(f.record_count for f in files):
         raise PipelineError(
             f"compaction wrote {data_file.record_count} rows for {len(files)} files"
