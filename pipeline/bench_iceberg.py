@@ -55,7 +55,12 @@ def batch_rows(day: date, batch: int, rows: int, *, seed: int = 0) -> pa.Table:
         "month": [day.month] * rows,
         "day": [day.day] * rows,
     }
-    return pa.Table.from_pydict(columns, schema=iceberg_arrow_schema())
+    schema = iceberg_arrow_schema()
+    for name in schema.names:
+        # Columns added to the contract later (lineage) stay null here.
+        if name not in columns:
+            columns[name] = [None] * rows
+    return pa.Table.from_pydict(columns, schema=schema)
 
 
 @dataclass
@@ -118,7 +123,7 @@ def small_files(
     from handlers.core.maintain import MaintainSettings, maintain, write_data_files
     from handlers.core.storage import LocalStorage
     from handlers.core.table import load_table
-    from pipeline.query import snapshot_files
+    from pipeline.query import current_data_files
 
     lake = workdir / "small-files-lake"
     shutil.rmtree(lake, ignore_errors=True)
@@ -148,12 +153,12 @@ def small_files(
         pq.write_table(rows_of_day, path, compression="zstd")
         plain_files.append(str(path))
 
-    before_files = snapshot_files(lake)
+    before_files = current_data_files(lake)
     t = time.perf_counter()
     done = maintain(storage, MaintainSettings(), on_progress=lambda m: None)
     maintain_s = time.perf_counter() - t
     say(f"  maintain: {done.files_before} -> {done.files_after} files in {maintain_s:.1f} s")
-    after_files = snapshot_files(lake)
+    after_files = current_data_files(lake)
 
     # Best of `repeat` each, measured back to back in this run.
     small_s, small_rows = _best_of(_query(before_files), repeat)

@@ -17,7 +17,7 @@ def sample_queries() -> list[Path]:
     return sorted(QUERIES_DIR.glob("*.sql"))
 
 
-def snapshot_files(lake: str | Path) -> list[str]:
+def current_data_files(lake: str | Path) -> list[str]:
     """Local paths of the data files the table's current snapshot lists, as pyiceberg plans
     them; none for a lake without a table or a table without a snapshot."""
     from urllib.parse import unquote, urlparse
@@ -50,7 +50,7 @@ def connect(lake: str | Path) -> Any:
     from schemas.iceberg import iceberg_arrow_schema
 
     con = duckdb.connect()
-    files = snapshot_files(lake)
+    files = current_data_files(lake)
     if files:
         # Files the snapshot no longer lists stay on disk until maintenance removes them;
         # reading only the listed ones is what makes a query see one consistent snapshot.

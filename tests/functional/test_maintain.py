@@ -20,7 +20,7 @@ from handlers.core.storage import LocalStorage
 from handlers.core.table import LegacyLayoutError, load_table
 from pipeline.bench_iceberg import batch_rows
 from pipeline.cli import main
-from pipeline.query import run_sql, snapshot_files
+from pipeline.query import current_data_files, run_sql
 
 FIRST_DAY = date(2026, 3, 1)
 CHECK = (
@@ -47,7 +47,7 @@ def all_rows(storage: LocalStorage) -> list[dict[str, Any]]:
 
 def files_per_partition(lake: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for path in snapshot_files(lake):
+    for path in current_data_files(lake):
         partition = Path(path).parent.relative_to(lake / "processed" / "data").as_posix()
         counts[partition] = counts.get(partition, 0) + 1
     return counts
@@ -92,12 +92,12 @@ def test_compaction_keeps_exactly_the_same_rows_and_reaches_the_target(tmp_path:
 
 def test_a_small_target_gives_several_files_per_partition(tmp_path: Path) -> None:
     storage = fill(tmp_path / "lake", days=1, files_per_day=10, rows=2000)
-    size = sum(Path(p).stat().st_size for p in snapshot_files(storage.root))
+    size = sum(Path(p).stat().st_size for p in current_data_files(storage.root))
     target_mb = max(1, size // (3 * 1024 * 1024))
     before = all_rows(storage)
     maintain(storage, MaintainSettings(target_file_mb=int(target_mb)))
     assert all_rows(storage) == before
-    assert 1 <= len(snapshot_files(storage.root)) < 10
+    assert 1 <= len(current_data_files(storage.root)) < 10
 
 
 def test_readers_see_identical_results_while_maintain_compacts(tmp_path: Path) -> None:
@@ -131,7 +131,7 @@ def test_readers_see_identical_results_while_maintain_compacts(tmp_path: Path) -
 
 def test_a_query_planned_before_compaction_still_reads_its_snapshot(tmp_path: Path) -> None:
     storage = fill(tmp_path / "lake", days=2, files_per_day=6)
-    planned = snapshot_files(storage.root)
+    planned = current_data_files(storage.root)
     expected = run_sql(storage.root, CHECK)
     maintain(storage, MaintainSettings())
     import duckdb
@@ -148,7 +148,7 @@ def test_expiry_keeps_the_current_snapshot_and_orphans_respect_age_and_reference
     lake = storage.root
     expected = all_rows(storage)
     maintain(storage, MaintainSettings())
-    current = set(snapshot_files(lake))
+    current = set(current_data_files(lake))
     replaced = {
         str(p) for p in (lake / "processed" / "data").rglob("*.parquet") if str(p) not in current
     }
