@@ -266,7 +266,7 @@ def test_handlers_generate_and_transform_a_batch_from_the_layer(
     }
     run = _run_in_lambda(lambda_venv, f"BUCKET = {bucket!r}\n" + DRIVER, {**aws_env, **lambda_env})
     assert run.returncode == 0, run.stderr[-4000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    result = json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])
     generated = result["generated"]
     assert generated["key"].startswith("raw/") and generated["records"] == 200
 
