@@ -230,6 +230,15 @@ def measure(
     )
 
 
+def _check_committed(name: str, lake: Path, processed: int) -> None:
+    """The measured process must have committed its rows: the time includes the commit."""
+    from pipeline.bench_iceberg import committed_rows
+
+    committed = committed_rows(lake)
+    if committed is not None and committed != processed:
+        raise RuntimeError(f"{name}: {processed} rows processed but {committed} committed")
+
+
 class Bench:
     """Runs every measurement in its own process and keeps the raw runs."""
 
@@ -270,10 +279,11 @@ class Bench:
         lake = self._scratch("lake")
         argv = [sys.executable, "-m", "pipeline", "transform", str(source), "--lake", str(lake)]
         run = measure(name, [*argv, "--json"], env=env)
-        shutil.rmtree(lake, ignore_errors=True)
         summary = json.loads(run.output.splitlines()[-1])
         if summary["records_in"] != summary["processed"] + summary["quarantined"]:
             raise RuntimeError(f"{name}: records were lost: {summary}")
+        _check_committed(name, lake, summary["processed"])
+        shutil.rmtree(lake, ignore_errors=True)
         run.output = json.dumps(
             {k: summary[k] for k in ("records_in", "processed", "quarantined", "outputs")}
         )

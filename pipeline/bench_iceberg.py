@@ -24,6 +24,20 @@ GROUP_BY = (
 TARGET_COMPACTED_RATIO = 1.5
 
 
+def committed_rows(lake: Path) -> int | None:
+    """Rows in the lake table's current snapshot; None when the lake has no Iceberg table
+    (the transformer under test wrote another layout)."""
+    from handlers.core.storage import LocalStorage
+    from handlers.core.table import CATALOG_DB, load_table
+
+    if not (lake / CATALOG_DB).is_file():
+        return None
+    snapshot = load_table(LocalStorage(lake), create=False).current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary["total-records"] or 0)
+
+
 def batch_rows(day: date, batch: int, rows: int, *, seed: int = 0) -> pa.Table:
     """`rows` valid rows of the 5-minute batch number `batch` of `day`, in the table's schema.
 

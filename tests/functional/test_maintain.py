@@ -262,3 +262,11 @@ def test_an_empty_table_is_an_empty_view_with_the_columns(tmp_path: Path) -> Non
     assert rows == [] and "total_amount" in headers and headers[-3:] == ["year", "month", "day"]
     load_table(LocalStorage(lake))  # a table with no snapshot yet
     assert run_sql(lake, CHECK) == (["year", "month", "day", "n", "revenue", "ids"], [])
+
+
+def test_bench_sees_what_a_transform_committed(tmp_path: Path) -> None:
+    from pipeline.bench_iceberg import committed_rows
+
+    assert committed_rows(tmp_path / "nothing") is None  # no Iceberg table: another layout
+    storage = fill(tmp_path / "lake", days=2, files_per_day=3)
+    assert committed_rows(storage.root) == 300
