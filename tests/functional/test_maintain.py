@@ -270,3 +270,54 @@ def test_bench_sees_what_a_transform_committed(tmp_path: Path) -> None:
     assert committed_rows(tmp_path / "nothing") is None  # no Iceberg table: another layout
     storage = fill(tmp_path / "lake", days=2, files_per_day=3)
     assert committed_rows(storage.root) == 300
+
+
+def _interfere_once(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
+    """Run `action` (another writer's commit) while maintain rewrites its first group."""
+    import handlers.core.maintain as module
+
+    rewrite = module._rewrite
+    calls = {"n": 0}
+
+    def rewrite_then_interfere(table: Any, files: Any) -> Any:
+        merged = rewrite(table, files)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            action()
+        return merged
+
+    monkeypatch.setattr(module, "_rewrite", rewrite_then_interfere)
+
+
+def test_a_concurrent_append_to_the_partition_makes_compaction_replan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = fill(tmp_path / "lake", days=1, files_per_day=4)
+    late = batch_rows(FIRST_DAY, 99, 50)
+    _interfere_once(monkeypatch, lambda: load_table(storage).append(late))
+    before = all_rows(storage)
+    result = maintain(storage, MaintainSettings())
+    assert result.conflicts == 1 and result.commits == 1
+    after = all_rows(storage)
+    assert len(after) == len(before) + 50  # the concurrent rows are kept, none twice
+    assert after == sorted(before + late.to_pylist(), key=lambda r: r["transaction_id"])
+    assert len(current_data_files(storage.root)) == 1  # re-planned with the new file
+    # The merged file of the refused attempt was deleted, not left for orphan removal.
+    on_disk = list((storage.root / "processed" / "data").rglob("*.parquet"))
+    assert len(on_disk) == 4 + 1 + 1
+
+
+def test_rows_a_concurrent_writer_removed_are_never_brought_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyiceberg.expressions import EqualTo
+
+    storage = fill(tmp_path / "lake", days=1, files_per_day=4)
+    gone = f"raw/{FIRST_DAY.isoformat()}/batch-002-0.json"
+    # The transformer replacing a key's rows deletes that key's data file.
+    _interfere_once(monkeypatch, lambda: load_table(storage).delete(EqualTo("source_key", gone)))
+    expected = [r for r in all_rows(storage) if r["source_key"] != gone]
+    result = maintain(storage, MaintainSettings())
+    assert result.conflicts == 1
+    assert all_rows(storage) == expected
+    assert len(current_data_files(storage.root)) == 1
