@@ -120,31 +120,17 @@ def _query(files: list[str]) -> Callable[[], Any]:
     return run
 
 
-def small_files(
-    workdir: Path,
-    *,
-    days: int = 10,
-    batches: int = BATCHES_PER_DAY,
-    rows: int = 1000,
-    repeat: int = 5,
-    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
-) -> SmallFilesFigures:
-    """Write `days` x `batches` data files of `rows` rows, then `maintain`; time the same
-    DuckDB group-by over the snapshot's files before and after, and over one plain file per
-    day (the same rows)."""
-    import pyarrow.parquet as pq
-
-    from handlers.core.maintain import MaintainSettings, maintain, write_data_files
+def _fill(
+    lake: Path, days: int, batches: int, rows: int, say: Callable[[str], None]
+) -> list[pa.Table]:
+    """The small-file table: one data file per 5-minute batch; returns each day's rows."""
+    from handlers.core.maintain import write_data_files
     from handlers.core.storage import LocalStorage
     from handlers.core.table import load_table
-    from pipeline.query import current_data_files
 
-    lake = workdir / "small-files-lake"
     shutil.rmtree(lake, ignore_errors=True)
-    storage = LocalStorage(lake)
-    table = load_table(storage)
+    table = load_table(LocalStorage(lake))
     first = date(2026, 1, 1)
-    started = time.perf_counter()
     per_day: list[pa.Table] = []
     for d in range(days):
         day = first + timedelta(days=d)
@@ -157,23 +143,50 @@ def small_files(
                 append.append_data_file(data_file)
         per_day.append(pa.concat_tables(parts))
         say(f"  day {d + 1}/{days}: {batches} files of {rows:,} rows")
-    build = time.perf_counter() - started
-    plain = workdir / "one-file-per-day"
-    shutil.rmtree(plain, ignore_errors=True)
-    plain.mkdir(parents=True)
-    plain_files = []
-    for d, rows_of_day in enumerate(per_day):
-        path = plain / f"day-{d:02d}.parquet"
-        pq.write_table(rows_of_day, path, compression="zstd")
-        plain_files.append(str(path))
+    return per_day
 
+
+def _one_file_per_day(folder: Path, per_day: list[pa.Table]) -> list[str]:
+    """The same rows as plain zstd Parquet, one file per day: the baseline."""
+    import pyarrow.parquet as pq
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    paths = []
+    for d, rows_of_day in enumerate(per_day):
+        path = folder / f"day-{d:02d}.parquet"
+        pq.write_table(rows_of_day, path, compression="zstd")
+        paths.append(str(path))
+    return paths
+
+
+def small_files(
+    workdir: Path,
+    *,
+    days: int = 10,
+    batches: int = BATCHES_PER_DAY,
+    rows: int = 1000,
+    repeat: int = 5,
+    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> SmallFilesFigures:
+    """Write `days` x `batches` data files of `rows` rows, then `maintain`; time the same
+    DuckDB group-by over the snapshot's files before and after, and over one plain file per
+    day (the same rows)."""
+    from handlers.core.maintain import MaintainSettings, maintain
+    from handlers.core.storage import LocalStorage
+    from pipeline.query import current_data_files
+
+    lake, plain = workdir / "small-files-lake", workdir / "one-file-per-day"
+    started = time.perf_counter()
+    per_day = _fill(lake, days, batches, rows, say)
+    build = time.perf_counter() - started
+    plain_files = _one_file_per_day(plain, per_day)
     before_files = current_data_files(lake)
     t = time.perf_counter()
-    done = maintain(storage, MaintainSettings(), on_progress=lambda m: None)
+    done = maintain(LocalStorage(lake), MaintainSettings())
     maintain_s = time.perf_counter() - t
     say(f"  maintain: {done.files_before} -> {done.files_after} files in {maintain_s:.1f} s")
     after_files = current_data_files(lake)
-
     # Best of `repeat` each, measured back to back in this run.
     small_s, small_rows = _best_of(_query(before_files), repeat)
     compacted_s, compacted_rows = _best_of(_query(after_files), repeat)

@@ -321,3 +321,12 @@ def test_rows_a_concurrent_writer_removed_are_never_brought_back(
     assert result.conflicts == 1
     assert all_rows(storage) == expected
     assert len(current_data_files(storage.root)) == 1
+
+
+def test_the_bench_small_file_item_runs_small(tmp_path: Path) -> None:
+    from pipeline.bench_iceberg import format_small_files, small_files
+
+    figures = small_files(tmp_path, days=2, batches=4, rows=20, repeat=1, say=lambda _m: None)
+    assert (figures.files_before, figures.files_after, figures.files_one_per_day) == (8, 2, 2)
+    assert figures.same_result
+    assert "8 before maintain, 2 after" in format_small_files(figures.to_dict())
