@@ -580,7 +580,7 @@ def _small_files(report: Report, workdir: Path) -> None:
     """Iceberg: 10 days of 5-minute commits, then `maintain` (pipeline/bench_iceberg.py)."""
     from pipeline.bench_iceberg import TARGET_COMPACTED_RATIO, small_files
 
-    _progress("small files: 10 days x 288 commits of 1,000 rows, then maintain")
+    _progress("small files: 10 days x 288 five-minute files of 1,000 rows, then maintain")
     figures = small_files(workdir, say=_progress)
     report.small_files = figures.to_dict()
     measured = round(figures.compacted_ratio, 3)
