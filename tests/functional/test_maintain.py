@@ -259,7 +259,9 @@ def test_an_empty_table_is_an_empty_view_with_the_columns(tmp_path: Path) -> Non
     lake = tmp_path / "lake"
     lake.mkdir()
     headers, rows = run_sql(lake, "SELECT * FROM transactions")
-    assert rows == [] and "total_amount" in headers and headers[-3:] == ["year", "month", "day"]
+    from schemas.iceberg import iceberg_arrow_schema
+
+    assert rows == [] and headers == iceberg_arrow_schema().names
     load_table(LocalStorage(lake))  # a table with no snapshot yet
     assert run_sql(lake, CHECK) == (["year", "month", "day", "n", "revenue", "ids"], [])
 
