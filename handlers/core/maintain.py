@@ -265,13 +265,14 @@ def write_data_files(
 
 def _rewrite(table: Table, files: list[DataFile]) -> DataFile:
     """Read `files` (no deletes apply) and write their rows, unchanged, as one data file."""
-    import pyarrow as pa
     from pyiceberg.expressions import AlwaysTrue
     from pyiceberg.io.pyarrow import ArrowScan
     from pyiceberg.table import FileScanTask
 
     scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
-    rows = pa.concat_tables(scan.to_table([FileScanTask(f)]) for f in files)
+    # One scan over all files, in order: pyiceberg unifies their Arrow types (string vs
+    # large_string differ between files and pyarrow builds).
+    rows = scan.to_table([FileScanTask(f) for f in files])
     (data_file,) = write_data_files(table, [rows], files[0].partition)
     if data_file.record_count != sum(f.record_count for f in files):
         raise PipelineError(
