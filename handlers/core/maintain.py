@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from handlers.core.errors import ConfigError, PipelineError
 from handlers.core.storage import LocalStorage, S3Storage, Storage
-from handlers.core.table import load_table
+from handlers.core.table import load_table, table_location
 from schemas.iceberg import TABLE_PREFIX
 
 if TYPE_CHECKING:
@@ -115,6 +115,11 @@ def maintain(
     say = on_progress or (lambda _message: None)
     now = now or datetime.now(UTC)
     table = load_table(storage)
+    expected = table_location(storage)
+    if table.location().rstrip("/") != expected:
+        # Orphan removal lists `storage`: a table living elsewhere would make every file
+        # there look unreferenced.
+        raise ConfigError("table", f"{table.name()} lives at {table.location()}, not at {expected}")
     result = MaintainResult(dry_run=settings.dry_run)
     compact(table, settings.target_file_mb * MB, result, dry_run=settings.dry_run, say=say)
     table.refresh()

@@ -167,3 +167,21 @@ def test_an_independent_reader_sees_what_query_sees(tmp_path: Path) -> None:
 
     assert out.getvalue().strip() == format_table(["day", "category", "n", "revenue"], independent)
     assert sum(r[2] for r in independent) == 180
+
+
+def test_a_table_that_lives_in_another_bucket_is_refused_before_anything_is_deleted(
+    bucket: str, maintenance_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from handlers.maintenance import handler
+
+    table = load_table(S3Storage(bucket))
+    table.append(batch_rows(DAY, 0, 10))
+    other = f"{bucket}-other"
+    boto3.client("s3").create_bucket(Bucket=other)
+    S3Storage(other).put_bytes("processed/data/keep.parquet", b"not this table's")
+    monkeypatch.setenv("LAKE_URL", f"s3://{other}")  # same catalog, wrong bucket
+    with pytest.raises(ConfigError, match=f"lives at s3://{bucket}/processed"):
+        handler({}, None)
+    assert S3Storage(other).exists("processed/data/keep.parquet")

@@ -214,7 +214,11 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-GLUE_DATABASE = "ecommerce_layertest"
+
+
+def _glue_database(bucket: str) -> str:
+    # One database per bucket: the moto server (and its Glue) is shared by the session.
+    return "ecommerce_" + bucket.replace("-", "_")
 
 
 def _glue_table(bucket: str, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> Any:
@@ -225,12 +229,12 @@ def _glue_table(bucket: str, monkeypatch: pytest.MonkeyPatch, endpoint: str) -> 
     from handlers.core.table import load_table
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("GLUE_DATABASE", GLUE_DATABASE)
+    monkeypatch.setenv("GLUE_DATABASE", _glue_database(bucket))
     monkeypatch.delenv("ICEBERG_CATALOG_URI", raising=False)
     boto3.client("s3").create_bucket(Bucket=bucket)
     glue = boto3.client("glue")
-    if GLUE_DATABASE not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]:
-        glue.create_database(DatabaseInput={"Name": GLUE_DATABASE})
+    if _glue_database(bucket) not in [d["Name"] for d in glue.get_databases()["DatabaseList"]]:
+        glue.create_database(DatabaseInput={"Name": _glue_database(bucket)})
     return load_table(S3Storage(bucket), create=True)
 
 
@@ -255,7 +259,7 @@ def test_handlers_generate_and_transform_a_batch_from_the_layer(
     # The environment the Pulumi program gives each function (both in one process here).
     lambda_env = {
         "LAKE_URL": f"s3://{bucket}",
-        "GLUE_DATABASE": GLUE_DATABASE,
+        "GLUE_DATABASE": _glue_database(bucket),
         "ICEBERG_TABLE": "transactions",
         "BATCH_SIZE": "200",
         "FAULT_RATE": "0.1",
@@ -335,7 +339,7 @@ def test_the_maintenance_handler_compacts_a_glue_table_from_the_layer(
         **AWS_ENV,
         "AWS_ENDPOINT_URL": moto_endpoint,
         "LAKE_URL": f"s3://{bucket}",
-        "GLUE_DATABASE": GLUE_DATABASE,
+        "GLUE_DATABASE": _glue_database(bucket),
         "ICEBERG_TABLE": "transactions",
         "TARGET_FILE_MB": "64",
         "SNAPSHOT_RETENTION_HOURS": "24",
