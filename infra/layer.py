@@ -42,6 +42,50 @@ _DROP_FILES = (
     re.compile(r"^_flight\.cpython-.+\.so$"),
     re.compile(r"^_pyarrow_cpp_tests\.cpython-.+\.so$"),
 )
+# Whole packages and modules no function path imports (the layer-only venv test runs the
+# generator, the transformer and the maintenance handler without them, and checks they are
+# gone). Paths relative to the layer's python/ directory.
+UNUSED_ON_FUNCTION_PATHS: dict[str, str] = {
+    # zstandard ships two backends; the C extension loads first, the cffi one is a fallback.
+    "zstandard/_cffi.*.so": "zstandard's cffi backend (11.6 MiB)",
+    "zstandard/backend_cffi.py": "zstandard's cffi backend",
+    # pyiceberg's `pyiceberg` console command and what only it imports.
+    "pyiceberg/cli": "pyiceberg's CLI",
+    "rich": "pyiceberg CLI output",
+    "pygments": "syntax highlighting for rich",
+    "markdown_it": "markdown for rich",
+    "mdurl": "markdown for rich",
+    "click": "pyiceberg CLI",
+    # Thrift client of pyiceberg's Hive catalog; the functions use Glue.
+    "hive_metastore": "pyiceberg's Hive catalog",
+    "pyiceberg/catalog/hive.py": "pyiceberg's Hive catalog",
+    "pandera/_cli": "pandera's command line",
+    # Request/response examples for API documentation; botocore never loads them to run.
+    "botocore/data/*/*/examples-1.json": "botocore API doc examples (1.6 MiB)",
+    # numpy's Fortran wrapper generator (a build tool, imported only on demand).
+    "numpy/f2py": "numpy's Fortran wrapper generator",
+    # Powertools' API Gateway/ALB routers; the functions use its metrics only.
+    "aws_lambda_powertools/event_handler": "Powertools HTTP routers (2.1 MiB)",
+    # pyarrow filesystems and formats nobody here reads: HDFS, GCS, Azure, ORC, Substrait.
+    "pyarrow/_hdfs.*.so": "pyarrow HDFS",
+    "pyarrow/_gcsfs.*.so": "pyarrow GCS",
+    "pyarrow/_azurefs.*.so": "pyarrow Azure",
+    "pyarrow/_orc.*.so": "pyarrow ORC",
+    "pyarrow/_dataset_orc.*.so": "pyarrow ORC datasets",
+    "pyarrow/_substrait.*.so": "pyarrow Substrait plans",
+}
+# Modules the trim removes: the layer-only venv test checks none of them imports.
+TRIMMED_MODULES = (
+    "zstandard.backend_cffi",
+    "pyiceberg.cli",
+    "rich",
+    "pygments",
+    "click",
+    "hive_metastore",
+    "numpy.f2py",
+    "aws_lambda_powertools.event_handler",
+    "pyarrow._orc",
+)
 # Wheels cannot hold symlinks, so `libX.so`, `libX.so.N` and `libX.so.N.M.P` arrive
 # as three identical copies; the loader only asks for the SONAME, `libX.so.N`.
 _SHARED_LIBRARY = re.compile(r"^(lib.+\.so)((\.\d+)*)$")
@@ -183,11 +227,25 @@ def trim(site: Path) -> int:
             freed += path.stat().st_size
             path.unlink()
     freed += _drop_duplicate_libraries(site)
+    freed += _drop_unused(site)
     # pip's `bin/` holds console scripts with this machine's interpreter path in them.
     scripts = site / "bin"
     if scripts.is_dir():
         freed += sum(f.stat().st_size for f in scripts.rglob("*") if f.is_file())
         shutil.rmtree(scripts)
+    return freed
+
+
+def _drop_unused(site: Path) -> int:
+    freed = 0
+    for pattern in UNUSED_ON_FUNCTION_PATHS:
+        for path in sorted(site.glob(pattern)):
+            if path.is_dir():
+                freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path)
+            elif path.is_file():
+                freed += path.stat().st_size
+                path.unlink()
     return freed
 
 

@@ -392,9 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    """Subcommands defined beside the core ones (quarantine tools, report)."""
+    """Subcommands defined beside the core ones (quarantine tools, report, maintain)."""
     registers = []
-    for module_name in ("pipeline.quarantine_cli",):
+    for module_name in ("pipeline.quarantine_cli", "pipeline.maintain_cli"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as e:

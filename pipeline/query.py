@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from handlers.core.errors import PipelineError, UsageError
-from handlers.core.storage import PROCESSED_PREFIX
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 
@@ -19,26 +18,47 @@ def sample_queries() -> list[Path]:
     return sorted(QUERIES_DIR.glob("*.sql"))
 
 
+def current_data_files(lake: str | Path) -> list[str]:
+    """Local paths of the data files the table's current snapshot lists, as pyiceberg plans
+    them; none for a lake without a table or a table without a snapshot."""
+    from urllib.parse import unquote, urlparse
+
+    from handlers.core.storage import LocalStorage
+    from handlers.core.table import CATALOG_DB, ensure_current_layout, load_table
+
+    storage = LocalStorage(Path(lake).expanduser().resolve())
+    ensure_current_layout(storage)
+    if not (storage.root / CATALOG_DB).is_file():
+        return []  # nothing was ever written: no catalog to open (and none to create)
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        table = load_table(storage, create=False)
+    except NoSuchTableError:
+        return []
+    paths = []
+    for task in table.scan().plan_files():
+        uri = urlparse(task.file.file_path)
+        paths.append(unquote(uri.path) if uri.scheme == "file" else task.file.file_path)
+    return paths
+
+
 def connect(lake: str | Path) -> Any:
-    """An in-memory DuckDB with a `transactions` view over `processed/` (Hive partitions)."""
+    """An in-memory DuckDB with a `transactions` view over exactly the table's current
+    snapshot: its data files, listed by pyiceberg (no directory globbing)."""
     import duckdb
 
-    root = Path(lake).expanduser().resolve()
+    from schemas.iceberg import iceberg_arrow_schema
+
     con = duckdb.connect()
-    files = list((root / PROCESSED_PREFIX).glob("year=*/month=*/day=*/*.parquet"))
+    files = current_data_files(lake)
     if files:
-        pattern = str(root / PROCESSED_PREFIX / "**" / "*.parquet").replace("'", "''")
-        # DDL can't take parameters; the path is quoted as an SQL literal instead.
-        view = f"CREATE VIEW transactions AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)"  # noqa: E501, S608
-        con.execute(view)
+        # Files the snapshot no longer lists stay on disk until maintenance removes them;
+        # reading only the listed ones is what makes a query see one consistent snapshot.
+        con.read_parquet(files, hive_partitioning=False).create_view("transactions")
     else:
-        # An empty lake still answers queries (with no rows) instead of failing.
-        import pyarrow as pa
-
-        from schemas import output_columns
-
-        empty = pa.schema([(c.name, c.type) for c in output_columns()]).empty_table()
-        con.register("_empty_transactions", empty)
+        # An empty table still answers queries (with no rows and the right columns).
+        con.register("_empty_transactions", iceberg_arrow_schema().empty_table())
         con.execute("CREATE VIEW transactions AS SELECT * FROM _empty_transactions")
     return con
 

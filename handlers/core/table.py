@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from handlers.core.errors import ConfigError
-from handlers.core.storage import LocalStorage, S3Storage, Storage
+from handlers.core.errors import ConfigError, PipelineError
+from handlers.core.storage import STATE_PREFIX, LocalStorage, S3Storage, Storage
 from schemas.iceberg import NAMESPACE, TABLE_NAME, TABLE_PREFIX
 
 if TYPE_CHECKING:
@@ -57,6 +57,54 @@ def _s3_properties(environ: Mapping[str, str]) -> dict[str, str]:
     return props
 
 
+# What the pre-Iceberg layout left: Hive-partitioned Parquet right under processed/, and the
+# per-source manifests that listed it (those only count while the table has no metadata).
+LEGACY_DATA_PREFIX = f"{TABLE_PREFIX}/year="
+LEGACY_MANIFEST_PREFIX = f"{STATE_PREFIX}manifests/"
+TABLE_METADATA_PREFIX = f"{TABLE_PREFIX}/metadata/"
+
+
+class LegacyLayoutError(PipelineError):
+    """The lake holds files of the pre-Iceberg layout, which the table cannot adopt."""
+
+    def __init__(self, lake: str, found: str) -> None:
+        super().__init__(
+            f"{lake} holds {found} files from the pre-Iceberg layout; move them aside "
+            f"(mv {lake}/{TABLE_PREFIX} {lake}/{TABLE_PREFIX}.old; mv {lake}/_state "
+            f"{lake}/_state.old; in a bucket: aws s3 mv --recursive) or start a new lake"
+        )
+        self.lake = lake
+        self.found = found
+
+
+def _holds(storage: Storage, prefix: str) -> bool:
+    if isinstance(storage, LocalStorage):
+        # A glob, not storage.list: listing walks all of processed/ on a local lake.
+        parent, _, stem = prefix.rpartition("/")
+        return (
+            any((storage.root / parent).glob(f"{stem}*"))
+            if stem
+            else any((storage.root / parent).glob("*"))
+        )
+    return next(iter(storage.list(prefix)), None) is not None
+
+
+def legacy_layout(storage: Storage) -> str | None:
+    """What of the pre-Iceberg layout `storage` holds (`processed/year=…`), or None."""
+    if _holds(storage, LEGACY_DATA_PREFIX):
+        return f"{LEGACY_DATA_PREFIX}…"
+    if _holds(storage, LEGACY_MANIFEST_PREFIX) and not _holds(storage, TABLE_METADATA_PREFIX):
+        return f"{LEGACY_MANIFEST_PREFIX}…"
+    return None
+
+
+def ensure_current_layout(storage: Storage) -> None:
+    """Raise LegacyLayoutError when the lake was written by the pre-Iceberg layout."""
+    found = legacy_layout(storage)
+    if found is not None:
+        raise LegacyLayoutError(storage.url, found)
+
+
 def open_catalog(storage: Storage, environ: Mapping[str, str] | None = None) -> Catalog:
     """The catalog that holds `storage`'s table.
 
@@ -96,6 +144,7 @@ def load_table(
 
     from schemas.iceberg import TABLE_PROPERTIES, iceberg_partition_spec, iceberg_schema
 
+    ensure_current_layout(storage)
     local = isinstance(storage, LocalStorage)
     env = os.environ if environ is None else environ
     catalog = open_catalog(storage, env)

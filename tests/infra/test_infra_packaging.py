@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_code_archive_is_handlers_and_schemas_only(tmp_path: Path) -> None:
     files = code_files(ROOT)
     assert "handlers/transformer.py" in files and "schemas/transaction.py" in files
+    # The maintenance function's entry point and the code it runs ship too.
+    assert {"handlers/maintenance.py", "handlers/core/maintain.py", "schemas/iceberg.py"} <= set(
+        files
+    )
     assert {name.split("/")[0] for name in files} == {"handlers", "schemas"}
     # A polluted tree: caches, a test directory and editor files stay out.
     for package in ("handlers", "schemas"):
@@ -114,6 +118,41 @@ def test_trim_drops_tests_sources_and_duplicate_libraries(tmp_path: Path) -> Non
         "pyarrow/libarrow_python.so.2600",
     ]
     assert freed > 0
+
+
+def test_trim_drops_what_no_function_path_imports(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "zstandard/__init__.py": b"",
+            "zstandard/backend_c.cpython-312-x86_64-linux-gnu.so": b"c",
+            "zstandard/_cffi.cpython-312-x86_64-linux-gnu.so": b"x" * 50,
+            "zstandard/backend_cffi.py": b"x",
+            "pyiceberg/__init__.py": b"",
+            "pyiceberg/cli/console.py": b"x",
+            "pyiceberg/catalog/glue.py": b"",
+            "pyiceberg/catalog/hive.py": b"x",
+            "rich/__init__.py": b"x",
+            "pygments/lexer.py": b"x",
+            "click/core.py": b"x",
+            "hive_metastore/ttypes.py": b"x",
+            "botocore/data/s3/2006-03-01/service-2.json.gz": b"",
+            "botocore/data/s3/2006-03-01/examples-1.json": b"x",
+            "pyarrow/_orc.cpython-312-x86_64-linux-gnu.so": b"x",
+            "pyarrow/_s3fs.cpython-312-x86_64-linux-gnu.so": b"",
+        },
+    )
+    freed = trim(tmp_path)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [
+        "botocore/data/s3/2006-03-01/service-2.json.gz",
+        "pyarrow/_s3fs.cpython-312-x86_64-linux-gnu.so",
+        "pyiceberg/__init__.py",
+        "pyiceberg/catalog/glue.py",
+        "zstandard/__init__.py",
+        "zstandard/backend_c.cpython-312-x86_64-linux-gnu.so",
+    ]
+    assert freed == 50 + 9
 
 
 def test_zip_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
