@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from handlers.core.errors import PipelineError
-from handlers.core.storage import PROCESSED_PREFIX
 
 QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
 
@@ -19,16 +18,16 @@ def sample_queries() -> list[Path]:
 
 
 def connect(lake: str | Path) -> Any:
-    """An in-memory DuckDB with a `transactions` view over `processed/` (Hive partitions)."""
+    """An in-memory DuckDB with a `transactions` view over the table's current snapshot."""
     import duckdb
 
     root = Path(lake).expanduser().resolve()
     con = duckdb.connect()
-    files = list((root / PROCESSED_PREFIX).glob("year=*/month=*/day=*/*.parquet"))
+    files = current_data_files(root)
     if files:
-        pattern = str(root / PROCESSED_PREFIX / "**" / "*.parquet").replace("'", "''")
-        # DDL can't take parameters; the path is quoted as an SQL literal instead.
-        view = f"CREATE VIEW transactions AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)"  # noqa: E501, S608
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        # DDL can't take parameters; the paths are quoted as SQL literals instead.
+        view = f"CREATE VIEW transactions AS SELECT * FROM read_parquet([{listed}])"  # noqa: S608
         con.execute(view)
     else:
         # An empty lake still answers queries (with no rows) instead of failing.
@@ -40,6 +39,17 @@ def connect(lake: str | Path) -> Any:
         con.register("_empty_transactions", empty)
         con.execute("CREATE VIEW transactions AS SELECT * FROM _empty_transactions")
     return con
+
+
+def current_data_files(root: Path) -> list[str]:
+    """Paths of the data files of the table's current snapshot, as pyiceberg lists them."""
+    from urllib.parse import unquote, urlparse
+
+    from handlers.core.storage import LocalStorage
+    from handlers.core.table import load_table
+
+    table = load_table(LocalStorage(root))
+    return [unquote(urlparse(t.file.file_path).path) for t in table.scan().plan_files()]
 
 
 def run_sql(lake: str | Path, sql_or_file: str) -> tuple[list[str], list[tuple[Any, ...]]]:

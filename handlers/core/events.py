@@ -21,6 +21,7 @@ class ObjectRef:
     bucket: str
     key: str
     event_name: str = ""
+    sequencer: str = ""  # S3's per-key order of events (hex); orders versions of a key
 
 
 def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
@@ -32,7 +33,9 @@ def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
     if event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
         detail = event["detail"]
         try:
-            return [ObjectRef(detail["bucket"]["name"], detail["object"]["key"], "Object Created")]
+            obj = detail["object"]
+            sequencer = str(obj.get("sequencer") or "")
+            return [ObjectRef(detail["bucket"]["name"], obj["key"], "Object Created", sequencer)]
         except (KeyError, TypeError) as e:
             raise EventError(f"EventBridge S3 event without bucket/key: {e}") from e
     records = event.get("Records")
@@ -44,7 +47,9 @@ def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
             name = str(record.get("eventName", ""))
             s3 = record["s3"]
             # Keys arrive URL-encoded, spaces as '+'.
-            refs.append(ObjectRef(s3["bucket"]["name"], unquote_plus(s3["object"]["key"]), name))
+            key = unquote_plus(s3["object"]["key"])
+            sequencer = str(s3["object"].get("sequencer") or "")
+            refs.append(ObjectRef(s3["bucket"]["name"], key, name, sequencer))
         except (KeyError, TypeError, AttributeError) as e:
             raise EventError(f"Records[{n}] is not an S3 record: missing {e}") from e
     return refs
@@ -84,7 +89,9 @@ def process_event(
             outcome.skipped.append({"key": ref.key, "reason": f"outside {RAW_PREFIX}"})
             continue
         try:
-            result = transform_object(storage_for(ref.bucket), ref.key, on_progress=on_progress)
+            result = transform_object(
+                storage_for(ref.bucket), ref.key, sequencer=ref.sequencer, on_progress=on_progress
+            )
         except ObjectNotFound:
             # Deleted (or overwritten and deleted) before we got to it: nothing to do.
             outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})
