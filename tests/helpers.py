@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import IO, Any
 
 import orjson
-import pyarrow.parquet as pq
 
 from handlers.core.entries import load_entries
 from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, ObjectInfo, Storage
@@ -49,34 +47,32 @@ def encode(record: Any) -> bytes:
 class LakeContents:
     """Everything the lake holds below processed/ and quarantine/."""
 
-    rows: list[dict[str, Any]]  # processed rows, with year/month/day from the path
+    rows: list[dict[str, Any]]  # the table's rows (current snapshot)
     entries: list[dict[str, Any]]  # quarantine entries (numbers exact)
     files: dict[str, bytes]  # every object, for byte-level comparisons
 
 
 def read_lake(storage: Storage) -> LakeContents:
-    rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
+    """The table's current snapshot (read by pyiceberg), quarantine entries, and every object."""
+    from handlers.core.table import load_table
+
     files: dict[str, bytes] = {}
+    entries: list[dict[str, Any]] = []
     for info in storage.list(PROCESSED_PREFIX):
-        data = storage.read_bytes(info.key)
-        files[info.key] = data
-        parts = dict(p.split("=", 1) for p in Path(info.key).parent.parts if "=" in p)
-        table = pq.read_table(_buffer(data))
-        for row in table.to_pylist():
-            row.update({k: int(v) for k, v in parts.items()})
-            rows.append(row)
+        files[info.key] = storage.read_bytes(info.key)
     for info in storage.list(QUARANTINE_PREFIX):
         data = storage.read_bytes(info.key)
         files[info.key] = data
         entries.extend(load_entries(data))
+    rows = load_table(storage).scan().to_arrow().to_pylist() if files else []
     return LakeContents(rows, entries, files)
 
 
-def _buffer(data: bytes) -> Any:
-    import pyarrow as pa
+def table_rows(storage: Storage) -> list[dict[str, Any]]:
+    """Rows of the table's current snapshot."""
+    from handlers.core.table import load_table
 
-    return pa.BufferReader(data)
+    return load_table(storage).scan().to_arrow().to_pylist()
 
 
 class Crash(Exception):

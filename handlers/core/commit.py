@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from handlers.core.errors import ObjectNotFound, StorageError
+from handlers.core.errors import ObjectNotFound, PipelineError, StorageError
 from handlers.core.storage import ObjectInfo, Storage
 from handlers.core.table import load_table
 from schemas.iceberg import TABLE_PREFIX, iceberg_arrow_schema
@@ -224,7 +225,10 @@ def commit_version(
         props = {**properties(decision.committed), PROP_OPERATION: TRANSFORM}
         try:
             txn = _no_auto_retry(table).transaction()
-            txn.delete(EqualTo("source_key", info.key), snapshot_properties=props)
+            with warnings.catch_warnings():
+                # A key's first version deletes nothing; pyiceberg warns about exactly that.
+                warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                txn.delete(EqualTo("source_key", info.key), snapshot_properties=props)
             with txn.update_snapshot(snapshot_properties=props).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)
@@ -250,8 +254,6 @@ def commit_replay(
     Raises PipelineError (not retried here) when a newer version was committed meanwhile.
     """
     from pyiceberg.exceptions import CommitFailedException
-
-    from handlers.core.errors import PipelineError
 
     for attempt in range(COMMIT_ATTEMPTS):
         table = _loaded(storage, key)
@@ -381,6 +383,4 @@ def _to_file_schema(rows: pa.Table) -> pa.Table:
     if not _FILE_SCHEMA:
         _FILE_SCHEMA.append(_file_schema())
     schema = _FILE_SCHEMA[0]
-    return pa.table(
-        [rows.column(f.name).cast(f.type) for f in schema], schema=schema
-    )
+    return pa.table([rows.column(f.name).cast(f.type) for f in schema], schema=schema)

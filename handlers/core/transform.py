@@ -242,7 +242,6 @@ def _skip(storage: Storage, result: TransformResult, decision: commits.Decision)
         for out in committed.replaced_quarantine_keys:
             if out not in committed.quarantine_keys:
                 storage.delete(out)
-                result.removed.append(out)
     else:
         result.records_in = result.processed = result.quarantined = 0
         result.quarantined_by_check = Counter()
