@@ -45,7 +45,7 @@ BACKOFF_CAP_SECONDS = 2.0
 _NO_DICTIONARY = frozenset({"transaction_id", "timestamp", "replayed_entry_id"})
 
 COMMITTED = "committed"
-DONE = "already committed"
+DONE = "already processed"
 SUPERSEDED = "superseded by a newer version"
 
 
