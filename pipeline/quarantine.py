@@ -869,6 +869,9 @@ def replay(
             outcome = FileOutcome(qfile.key)
             try:
                 source.replay_file(qfile, moved_ids, copies, outcome)
+                if not dry_run:
+                    # Rows now: a copy of one in a later file is removed like a leftover.
+                    moved_ids.update(dict.fromkeys(outcome.moved, source.source_key))
             except PipelineError as e:
                 # The file is consistent (write first, remove second); later files of
                 # this source are left alone since the duplicate check saw claims that

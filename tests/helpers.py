@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from handlers.core.entries import load_entries
-from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, ObjectInfo, Storage
+from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, LocalStorage, Storage
 
 # One valid record, as it would arrive on the wire (money as JSON numbers).
 GOOD_RECORD: dict[str, Any] = {
@@ -79,32 +78,26 @@ class Crash(Exception):
     """A process dying mid-operation (not a PipelineError: nothing may catch it)."""
 
 
-class CrashingStorage(Storage):
-    """Delegates to a storage, dying before the Nth write or delete, like a killed process."""
+class CrashingStorage(LocalStorage):
+    """A local lake dying before the Nth write or delete, like a killed process.
 
-    def __init__(self, inner: Storage, budget: int) -> None:
-        self.inner = inner
+    A LocalStorage itself (not a wrapper), so the lake's Iceberg catalog opens as usual;
+    the table's own metadata writes are not counted, only the pipeline's objects.
+    """
+
+    def __init__(self, inner: LocalStorage, budget: int) -> None:
+        super().__init__(inner.root)
         self.budget = budget
-        self.url = inner.url
 
     def _spend(self) -> None:
         if self.budget <= 0:
             raise Crash
         self.budget -= 1
 
-    def stat(self, key: str) -> ObjectInfo:
-        return self.inner.stat(key)
-
-    def open_read(self, key: str, version: str | None = None) -> IO[bytes]:
-        return self.inner.open_read(key, version)
-
     def put_bytes(self, key: str, data: bytes) -> None:
         self._spend()
-        self.inner.put_bytes(key, data)
+        super().put_bytes(key, data)
 
     def delete(self, key: str) -> None:
         self._spend()
-        self.inner.delete(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
+        super().delete(key)
