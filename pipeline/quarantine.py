@@ -360,15 +360,20 @@ def load_state(storage: Storage, problems: list[Problem]) -> TableState:
     except PipelineError as e:
         problems.append(Problem("processed/", e.reason))
         return TableState()
+    except OSError as e:  # the bucket or the lake itself is unreachable
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StorageError("open table", "processed/", detail, transient=True) from e
     current = {key_id(key): version_token(c.version) for key, c in committed_sources(table).items()}
     replayed: dict[str, str] = {}
     if table.current_snapshot() is not None:
         from pyiceberg.expressions import NotNull
 
-        rows = table.scan(
+        rows = _scan(
+            table,
+            problems,
             row_filter=NotNull("replayed_entry_id"),
             selected_fields=("replayed_entry_id", "source_key"),
-        ).to_arrow()
+        )
         replayed = dict(
             zip(
                 rows.column("replayed_entry_id").to_pylist(),
@@ -377,6 +382,18 @@ def load_state(storage: Storage, problems: list[Problem]) -> TableState:
             )
         )
     return TableState(table, current, replayed)
+
+
+def _scan(table: Any, problems: list[Problem], **options: Any) -> Any:
+    """The current snapshot's rows (selected columns); an unreadable file is a problem."""
+    import pyarrow as pa
+
+    try:
+        return table.scan(**options).to_arrow()
+    except (OSError, pa.ArrowException) as e:
+        problems.append(Problem("processed/", f"table data unreadable: {str(e).splitlines()[0]}"))
+        fields = options.get("selected_fields", ())
+        return pa.table({name: pa.array([], pa.null()) for name in fields})
 
 
 @dataclass
@@ -390,7 +407,10 @@ class TableFigures:
 
 
 def table_figures(
-    state: TableState, since: date | None = None, until: date | None = None
+    state: TableState,
+    problems: list[Problem],
+    since: date | None = None,
+    until: date | None = None,
 ) -> TableFigures:
     """Count the table's rows by UTC transaction day and source, within the day range."""
     import pyarrow as pa
@@ -408,7 +428,7 @@ def table_figures(
         year, month, day = (task.file.partition[i] for i in range(3))
         figures.files += in_range(date(year, month, day))
     columns = ("year", "month", "day", "source_key", "ingested_at", "replayed_entry_id")
-    rows = table.scan(selected_fields=columns).to_arrow()
+    rows = _scan(table, problems, selected_fields=columns)
     if not rows.num_rows:
         return figures
     original = pc.is_null(rows.column("replayed_entry_id"))
@@ -577,7 +597,7 @@ def summarise(
     problems = summary.problems
     state = load_state(storage, problems)
     moved = state.replayed
-    figures = table_figures(state, since, until)
+    figures = table_figures(state, problems, since, until)
     summary.processed_files = figures.files
     summary.processed_by_day.update(figures.by_day)
     summary.by_source_processed.update(figures.by_source)
