@@ -110,6 +110,14 @@ def _committed(summary: Any) -> Committed:
     )
 
 
+def _history(table: Table) -> tuple[list[Any], bool]:
+    """The current snapshot's ancestry, newest first, and whether it reaches the first one."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    chain = list(ancestors_of(table.current_snapshot(), table.metadata))
+    return chain, not chain or chain[-1].parent_snapshot_id is None
+
+
 def committed_sources(table: Table) -> dict[str, Committed]:
     """Per source key, the version its latest transform commit made current.
 
@@ -117,10 +125,8 @@ def committed_sources(table: Table) -> dict[str, Committed]:
     the table itself, no side manifest. Keys whose last commit was expired away are
     absent; `committed_version` falls back to the rows' lineage for those.
     """
-    from pyiceberg.table.snapshots import ancestors_of
-
     found: dict[str, Committed] = {}
-    for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
+    for snapshot in _history(table)[0]:
         summary = snapshot.summary
         if summary is None or summary[PROP_OPERATION] != TRANSFORM:
             continue
@@ -152,8 +158,8 @@ def versions_in_rows(table: Table, keys: list[str]) -> dict[str, str]:
 def committed_version(table: Table, key: str) -> Committed | None:
     """The version of `key` the table holds, from its history or else its rows."""
     found = committed_sources(table).get(key)
-    if found is not None:
-        return found
+    if found is not None or _history(table)[1]:
+        return found  # with the whole history at hand, no commit means no rows
     version = versions_in_rows(table, [key]).get(key)
     return Committed(source_key=key, version=version) if version else None
 
@@ -205,6 +211,7 @@ def commit_version(
     data_files: list[DataFile],
     properties: Callable[[Committed | None], dict[str, str]],
     *,
+    loaded: Table | None = None,
     attempts: int = COMMIT_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Decision:
@@ -218,17 +225,21 @@ def commit_version(
     from pyiceberg.expressions import EqualTo
 
     for attempt in range(attempts):
-        table = _loaded(storage, info.key)
+        # The table the caller decided on serves the first attempt: if anyone committed
+        # since, the commit fails on its snapshot assertion and the retry reloads.
+        table = loaded if attempt == 0 and loaded is not None else _loaded(storage, info.key)
         decision = decide(storage, table, info, order)
         if decision.action != COMMITTED:
             return decision
         props = {**properties(decision.committed), PROP_OPERATION: TRANSFORM}
         try:
             txn = _no_auto_retry(table).transaction()
-            with warnings.catch_warnings():
-                # A key's first version deletes nothing; pyiceberg warns about exactly that.
-                warnings.filterwarnings("ignore", "Delete operation did not match any records")
-                txn.delete(EqualTo("source_key", info.key), snapshot_properties=props)
+            if decision.committed is not None:
+                # Rows of an earlier version may exist (a key's first version has none, and
+                # a commit of one since would fail this commit's snapshot assertion).
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Delete operation did not match any")
+                    txn.delete(EqualTo("source_key", info.key), snapshot_properties=props)
             with txn.update_snapshot(snapshot_properties=props).fast_append() as append:
                 for data_file in data_files:
                     append.append_data_file(data_file)

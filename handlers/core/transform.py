@@ -160,7 +160,12 @@ def transform_object(
     # (same names), data files no commit lists, which `maintain` removes as orphans.
     _write_chunks(storage, writer, result, chunk_bytes, on_progress)
     decision = commits.commit_version(
-        storage, info, order, writer.files.data_files, lambda old: _properties(result, writer, old)
+        storage,
+        info,
+        order,
+        writer.files.data_files,
+        lambda old: _properties(result, writer, old),
+        loaded=table,
     )
     if decision.action == commits.COMMITTED:
         # The replaced version's entries go after the commit: until then they were current.
