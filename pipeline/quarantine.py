@@ -1138,8 +1138,8 @@ class _SourceReplay:
         import pyarrow as pa
 
         from handlers.core.commit import DataFileWriter, commit_replay
+        from handlers.core.rows import partitions, to_processed
         from handlers.core.table import load_table
-        from handlers.core.transform import partitions, to_processed
         from schemas import input_arrow_schema
 
         table = pa.Table.from_pylist([m.row for m in moving], schema=input_arrow_schema())

@@ -18,19 +18,18 @@ import orjson
 import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from handlers.core import commit as commits
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, decode
 from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
+from handlers.core.rows import partitions, to_processed
 from handlers.core.storage import ObjectInfo, Storage
 from handlers.core.table import load_table
 from schemas import (
     DATAFRAME_CHECK_COLUMNS,
     contract,
     input_arrow_schema,
-    output_columns,
     parse_instants,
 )
 from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, remember_instants
@@ -172,12 +171,19 @@ def transform_object(
         _remove_quarantine(storage, decision.committed, writer.quarantine_keys, result)
     else:
         writer.files.discard()  # never committed: nothing lists them
-        if decision.action == commits.SUPERSEDED:
+        if decision.action == commits.SUPERSEDED and not _holds(storage, info):
+            # This version's entries are junk, unless a same-version run committed it
+            # meanwhile (then the newer version's commit removes them).
             for out in writer.quarantine_keys:
                 storage.delete(out)
         _skip(storage, result, decision)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _holds(storage: Storage, info: ObjectInfo) -> bool:
+    committed = commits.committed_version(load_table(storage), info.key)
+    return committed is not None and committed.version == info.version
 
 
 def _write_chunks(
@@ -545,58 +551,3 @@ def _check_unique(
 
 def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return errs if len(errs) == 1 else list(dict.fromkeys(errs))
-
-
-def to_processed(
-    table: pa.Table,
-    source_key: str,
-    ingested_at: datetime,
-    *,
-    instants: pa.Array | None = None,
-    source_version: str = "",
-    entry_ids: list[str] | None = None,
-) -> pa.Table:
-    """Valid input rows to the table's columns (contract order), derived and lineage added.
-
-    `instants` is the parsed `timestamp` column when the caller already has it;
-    `entry_ids` are the quarantine entries replayed rows come from.
-    """
-    if instants is None:
-        instants = parse_instants(table.column("timestamp"))
-    n = table.num_rows
-    columns: dict[str, pa.Array] = {name: table.column(name) for name in table.column_names}
-    columns["timestamp"] = instants
-    # The same fields from the zone-less view of these UTC instants: Arrow skips its
-    # time-zone lookups, and UTC fields are what the partitions are named after.
-    utc = instants.cast(pa.timestamp("us"))
-    columns["hour"] = pc.hour(utc).cast(pa.int8())
-    columns["day_of_week"] = pc.day_of_week(utc).cast(pa.int8())
-    columns["source_key"] = pa.repeat(pa.scalar(source_key, pa.string()), n)
-    columns["ingested_at"] = pa.array(
-        np.full(n, np.datetime64(ingested_at.replace(tzinfo=None), "us")),
-        pa.timestamp("us", tz="UTC"),
-    )
-    columns["year"] = pc.year(utc).cast(pa.int16())
-    columns["month"] = pc.month(utc).cast(pa.int8())
-    columns["day"] = pc.day(utc).cast(pa.int8())
-    columns["source_version"] = pa.repeat(pa.scalar(source_version, pa.string()), n)
-    columns["replayed_entry_id"] = (
-        pa.nulls(n, pa.string()) if entry_ids is None else pa.array(entry_ids, pa.string())
-    )
-    return pa.table({c.name: columns[c.name] for c in output_columns()})
-
-
-def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]]:
-    """Split table rows by UTC day (the partition), in row order within each day."""
-    keys = pc.add(
-        pc.add(
-            pc.multiply(rows.column("year").cast(pa.int32()), 10_000),
-            pc.multiply(rows.column("month").cast(pa.int32()), 100),
-        ),
-        rows.column("day").cast(pa.int32()),
-    )
-    values = sorted(pc.unique(keys).to_pylist())
-    for value in values:
-        # One day (the usual case for a batch): the rows as they are, no filtered copy.
-        part = rows if len(values) == 1 else rows.filter(pc.equal(keys, value))
-        yield (value // 10_000, value // 100 % 100, value % 100), part
