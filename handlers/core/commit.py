@@ -74,7 +74,7 @@ def order_token(sequencer: str | None, info: ObjectInfo) -> str:
 
     S3 events carry a `sequencer` (hex, growing per key; compared after left-padding to
     equal length). Without one (a local lake, or a manual run) the last-modified instant
-    stands in; tokens of different kinds are never compared.
+    is recorded instead, for the record only (see `newer`).
     """
     if sequencer:
         return f"s3:{sequencer.strip().upper().rjust(40, '0')}"
@@ -83,8 +83,13 @@ def order_token(sequencer: str | None, info: ObjectInfo) -> str:
 
 
 def newer(a: str, b: str) -> bool:
-    """True if token `a` is known to come after `b` (same kind and larger)."""
-    if not a or not b or a.split(":", 1)[0] != b.split(":", 1)[0]:
+    """True if token `a` is known to come after `b`: both S3 sequencers, `a` larger.
+
+    Last-modified tokens are recorded but never decide: a local file's mtime can be set
+    back (`cp -p`, `touch -d`), and whether a version is still the latest is checked
+    against the store itself anyway (`decide`).
+    """
+    if not (a.startswith("s3:") and b.startswith("s3:")):
         return False
     return a > b
 
