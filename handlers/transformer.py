@@ -34,7 +34,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     outcome = process_event(event, _storage, on_result=_report)
     if outcome.failed:
         # Fail the invocation so Lambda retries it (and finally dead-letters it);
-        # objects that succeeded are skipped on retry thanks to their manifests.
+        # objects that succeeded are skipped on retry: the table holds their versions.
         first = outcome.failed[0]
         raise StorageError("transform", first["key"], first["reason"], transient=True)
     return outcome.to_dict()
