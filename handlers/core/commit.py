@@ -236,7 +236,13 @@ def commit_version(
         decision = decide(storage, table, info, order)
         if decision.action != COMMITTED:
             return decision
-        props = {**properties(decision.committed), PROP_OPERATION: TRANSFORM}
+        props = {
+            **properties(decision.committed),
+            PROP_OPERATION: TRANSFORM,
+            PROP_SOURCE_KEY: info.key,
+            PROP_SOURCE_VERSION: info.version,
+            PROP_ORDER: order,
+        }
         try:
             txn = _no_auto_retry(table).transaction()
             if decision.committed is not None:

@@ -211,13 +211,10 @@ def _write_chunks(
 def _properties(
     result: TransformResult, writer: _ChunkWriter, old: commits.Committed | None
 ) -> dict[str, str]:
-    """Snapshot summary of a version's commit: lineage, counts, its quarantine files."""
+    """Snapshot summary of a version's commit (besides its lineage): counts, entry files."""
     replaced = _superseded_entries(old, writer.quarantine_keys)
     counts = {k: v for k, v in result.to_dict().items() if k in _COUNTS}
     return {
-        commits.PROP_SOURCE_KEY: result.source_key,
-        commits.PROP_SOURCE_VERSION: result.source_version,
-        commits.PROP_ORDER: writer.order,
         commits.PROP_COUNTS: orjson.dumps(counts).decode(),
         commits.PROP_QUARANTINE_KEYS: orjson.dumps(writer.quarantine_keys).decode(),
         commits.PROP_REPLACED_QUARANTINE: orjson.dumps(replaced).decode(),

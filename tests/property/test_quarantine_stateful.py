@@ -274,6 +274,6 @@ class QuarantineMachine(RuleBasedStateMachine):
 
 
 QuarantineMachine.TestCase.settings = settings(
-    max_examples=min(settings().max_examples, 100), stateful_step_count=12, deadline=None
+    max_examples=min(settings().max_examples, 15), stateful_step_count=12, deadline=None
 )
 TestQuarantineStateful = QuarantineMachine.TestCase
