@@ -221,9 +221,7 @@ def test_handlers_generate_and_transform_a_batch_from_the_layer(
     assert generated["key"].startswith("raw/") and generated["records"] == 200
 
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    processed = [
-        k for k in keys if k.startswith("processed/data/year=") and k.endswith(".parquet")
-    ]
+    processed = [k for k in keys if k.startswith("processed/data/year=") and k.endswith(".parquet")]
     quarantined = [k for k in keys if k.startswith("quarantine/dt=") and k.endswith(".jsonl")]
     assert processed and quarantined, keys
 
