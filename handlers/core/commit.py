@@ -226,7 +226,6 @@ def commit_version(
     (CommitFailedException: another writer committed first) is retried after a jittered
     backoff. After `attempts` losses the invocation fails (transient) so Lambda retries.
     """
-    from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.expressions import EqualTo
 
     for attempt in range(attempts):
@@ -256,7 +255,7 @@ def commit_version(
                     append.append_data_file(data_file)
             txn.commit_transaction()
             return decision
-        except CommitFailedException:
+        except _lost_races():
             sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))
         except _transient_errors() as e:
             raise StorageError("commit", info.key, str(e), transient=True) from e
@@ -275,8 +274,6 @@ def commit_replay(
 
     Raises PipelineError (not retried here) when a newer version was committed meanwhile.
     """
-    from pyiceberg.exceptions import CommitFailedException
-
     for attempt in range(COMMIT_ATTEMPTS):
         table = _loaded(storage, key)
         committed = committed_version(table, key)
@@ -297,7 +294,7 @@ def commit_replay(
                 for data_file in data_files:
                     append.append_data_file(data_file)
             return txn.commit_transaction()
-        except CommitFailedException:
+        except _lost_races():
             time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, 0.05 * 2**attempt)))
         except _transient_errors() as e:
             raise StorageError("commit", key, str(e), transient=True) from e
@@ -309,6 +306,18 @@ def _loaded(storage: Storage, key: str) -> Table:
         return load_table(storage)
     except _transient_errors() as e:
         raise StorageError("load table", key, str(e), transient=True) from e
+
+
+def _lost_races() -> tuple[type[BaseException], ...]:
+    """Commit failures that mean "try again on the fresh table": a concurrent commit, or a
+    SQL catalog busy with one (SQLite locks the file while another process commits)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    try:
+        from sqlalchemy.exc import OperationalError
+    except ImportError:  # the Glue catalog needs no SQL driver
+        return (CommitFailedException,)
+    return (CommitFailedException, OperationalError)
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
