@@ -45,7 +45,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name=names.OBJECTS_FAILED, unit="Count", value=len(outcome.failed))
     if outcome.failed:
         # Fail the invocation so Lambda retries it (and finally dead-letters it);
-        # objects that succeeded are skipped on retry thanks to their manifests.
+        # objects that succeeded are skipped on retry: the table holds their versions.
         # Every object was attempted first: one bad object never blocks the others.
         first = outcome.failed[0]
         more = len(outcome.failed) - 1

@@ -33,8 +33,11 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def s3_event(bucket: str, key: str, size: int = 0) -> dict[str, Any]:
+def s3_event(bucket: str, key: str, size: int = 0, sequencer: str = "") -> dict[str, Any]:
     """The S3 ObjectCreated notification that S3 would send for `key`."""
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size}
+    if sequencer:
+        obj["sequencer"] = sequencer  # S3's order of the key's events
     return {
         "Records": [
             {
@@ -45,7 +48,7 @@ def s3_event(bucket: str, key: str, size: int = 0) -> dict[str, Any]:
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/"), "size": size},
+                    "object": obj,
                 },
             }
         ]

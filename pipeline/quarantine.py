@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import re
-import struct
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,29 +16,18 @@ import orjson
 
 from handlers.core.entries import decode_exact, jsonable, original_bytes
 from handlers.core.errors import ObjectNotFound, PipelineError, StorageError
-from handlers.core.layout import MANIFEST_PREFIX
-from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, Storage
+from handlers.core.storage import QUARANTINE_PREFIX, Storage
 
 # Names the transformer (and replay) writes; anything else under the prefixes is foreign.
 _QUARANTINE_KEY = re.compile(r"^quarantine/dt=(?P<day>\d{4}-\d{2}-\d{2})/(?P<name>[^/]+)\.jsonl$")
-_PROCESSED_KEY = re.compile(
-    r"^processed/year=(?P<y>\d{1,4})/month=(?P<m>\d{1,2})/day=(?P<d>\d{1,2})/(?P<name>[^/]+)\.parquet$"
-)
 # <stem>.<key id>.<version token>.c<chunk>[.<tag>] — see handlers.core.layout.
 _OUTPUT_NAME = re.compile(
     r"^(?P<base>.+\.(?P<keyid>[0-9a-f]{12})\.(?P<vtoken>[0-9a-f]{10}))"
     r"\.c(?P<chunk>\d{5})(?:\.(?P<tag>[A-Za-z0-9_-]+))?$"
 )
-REPLAY_TAG = re.compile(r"^r[0-9a-f]{12}$")
-
-# Parquet key/value metadata of a replay output: which quarantine entries its rows were.
-META_ENTRY_IDS = b"pipeline.replay.entry_ids"
-META_FROM = b"pipeline.replay.quarantine_key"
-META_REFERENCE = b"pipeline.replay.reference_time"
 
 UNREPLAYABLE_CHECKS = frozenset({"gzip"})  # the bytes past a broken gzip stream are gone
 _WORKERS = 8
-_FOOTER_PROBE = 64 * 1024
 _REQUIRED = ("entry_id", "record", "errors", "source_key", "source_version")
 
 
@@ -197,9 +183,15 @@ def parse_quarantine_key(key: str) -> QuarantineRef | None:
 
 
 def list_quarantine(
-    storage: Storage, selection: Selection, problems: list[Problem]
+    storage: Storage,
+    selection: Selection,
+    problems: list[Problem],
+    state: TableState | None = None,
 ) -> list[QuarantineRef]:
-    """Quarantine objects whose landing day is selected, in key order; foreign objects noted."""
+    """Quarantine objects whose landing day is selected, in key order; foreign objects noted.
+
+    With the table's `state`, files of versions the table does not hold are left out.
+    """
     refs = []
     for info in storage.list(QUARANTINE_PREFIX):
         ref = parse_quarantine_key(info.key)
@@ -212,7 +204,7 @@ def list_quarantine(
                 )
             )
             continue
-        if selection.day_in_range(ref.day):
+        if selection.day_in_range(ref.day) and not (state and state.is_stale(ref)):
             refs.append(ref)
     return refs
 
@@ -307,10 +299,12 @@ def read_quarantine(
 def select_entries(
     storage: Storage, selection: Selection, problems: list[Problem]
 ) -> Iterator[tuple[QuarantineFile, Item]]:
-    """Selected entries still in quarantine (moves completed by replay excluded), in key order."""
-    moved = replayed_entries(storage, problems)
+    """Selected entries of current versions still in quarantine (replayed ones excluded)."""
+    state = load_state(storage, problems)
+    moved = state.replayed
     copies = _Copies()
-    for qfile in read_quarantine(storage, list_quarantine(storage, selection, problems), problems):
+    refs = list_quarantine(storage, selection, problems, state)
+    for qfile in read_quarantine(storage, refs, problems):
         for item in qfile.items:
             entry = item.entry
             if entry is None or entry["entry_id"] in moved or not selection.matches(entry):
@@ -340,214 +334,146 @@ class _Copies:
         ]
 
 
-# --------------------------------------------------------------------------- processed side
+# --------------------------------------------------------------------------- the table
 
 
-@dataclass(frozen=True)
-class ProcessedFile:
-    """What a processed Parquet footer says, without reading the rows."""
+@dataclass
+class TableState:
+    """What the Iceberg table says, as the quarantine tools need it.
 
-    key: str
-    day: date
-    rows: int
-    source_key: str | None
-    ingested_min: datetime | None
-    replay_ids: tuple[str, ...] | None  # set on replay outputs: entry id of each row
-
-
-def parse_processed_key(key: str) -> tuple[date, dict[str, str] | None] | None:
-    """(partition day, name parts) of a processed key, or None if it is foreign."""
-    m = _PROCESSED_KEY.match(key)
-    if not m:
-        return None
-    try:
-        day = date(int(m["y"]), int(m["m"]), int(m["d"]))
-    except ValueError:
-        return None
-    name = _OUTPUT_NAME.match(m["name"])
-    return day, (name.groupdict() if name else None)
-
-
-def is_replay_output(key: str) -> bool:
-    parsed = parse_processed_key(key)
-    return bool(parsed and parsed[1] and REPLAY_TAG.match(parsed[1].get("tag") or ""))
-
-
-class _TailFile(io.RawIOBase):
-    """A seekable view of an object of which only the last bytes were fetched.
-
-    Arrow reads up to 64 KiB before the end speculatively but interprets only the footer,
-    which the fetched tail covers; bytes before the tail read as zeros and are never used.
+    `current` maps a source key id to the version token the table holds for that key:
+    quarantine files of any other version of the key tell a story the table no longer
+    does (superseded, or never committed), so no tool shows them. `replayed` maps each
+    replayed entry id (lineage column `replayed_entry_id`) to its source key: an entry
+    still in quarantine with such an id was moved by a replay that crashed before
+    rewriting its file, and is counted as the row it now is.
     """
 
-    def __init__(self, size: int, tail: bytes) -> None:
-        self._size, self._tail, self._pos = size, tail, 0
-        self._start = size - len(tail)
+    table: Any = None
+    current: dict[str, str] = field(default_factory=dict)
+    replayed: dict[str, str] = field(default_factory=dict)
 
-    def seekable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        end = min(self._size, self._pos + len(buffer))
-        if end <= self._pos:
-            return 0
-        gap = max(0, min(end, self._start) - self._pos)
-        data = b"\0" * gap + self._tail[max(0, self._pos - self._start) : end - self._start]
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+    def is_stale(self, ref: QuarantineRef) -> bool:
+        if ref.keyid is None or ref.base is None or ref.keyid not in self.current:
+            return False  # foreign names, or keys the table has no record of: shown
+        return ref.base.rsplit(".", 1)[-1] != self.current[ref.keyid]
 
 
-def _footer(storage: Storage, key: str, size: int) -> Any:
-    """Parquet metadata of an object, fetching only its footer where the backend allows."""
+def load_state(storage: Storage, problems: list[Problem]) -> TableState:
+    """The table's current snapshot: versions per key and replayed entry ids."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    from handlers.core.commit import committed_sources
+    from handlers.core.layout import key_id, version_token
+    from handlers.core.table import load_table
+
+    try:
+        table = load_table(storage)
+    except (NoSuchTableError, NoSuchNamespaceError) as e:
+        problems.append(Problem("processed/", f"no Iceberg table: {e}"))
+        return TableState()
+    except PipelineError as e:
+        problems.append(Problem("processed/", e.reason))
+        return TableState()
+    except OSError as e:  # the bucket or the lake itself is unreachable
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise StorageError("open table", "processed/", detail, transient=True) from e
+    current = {key_id(key): version_token(c.version) for key, c in committed_sources(table).items()}
+    replayed: dict[str, str] = {}
+    if table.current_snapshot() is not None:
+        from pyiceberg.expressions import NotNull
+
+        rows = _scan(
+            table,
+            problems,
+            row_filter=NotNull("replayed_entry_id"),
+            selected_fields=("replayed_entry_id", "source_key"),
+        )
+        replayed = dict(
+            zip(
+                rows.column("replayed_entry_id").to_pylist(),
+                rows.column("source_key").to_pylist(),
+                strict=True,
+            )
+        )
+    return TableState(table, current, replayed)
+
+
+def _scan(table: Any, problems: list[Problem], **options: Any) -> Any:
+    """The current snapshot's rows (selected columns); an unreadable file is a problem."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    client = getattr(storage, "client", None)
-    bucket = getattr(storage, "bucket", None)
     try:
-        if client is not None and bucket and size > _FOOTER_PROBE:
-            tail = _ranged(storage, key, f"bytes=-{_FOOTER_PROBE}")
-            (length,) = struct.unpack("<I", tail[-8:-4])
-            if tail[-4:] == b"PAR1" and length + 8 > len(tail):
-                tail = _ranged(storage, key, f"bytes=-{length + 8}")
-            return pq.read_metadata(_TailFile(size, tail))
-        with storage.open_read(key) as stream:
-            if hasattr(stream, "seek") and hasattr(stream, "fileno"):
-                return pq.read_metadata(stream)  # a local file: reads the footer only
-            return pq.read_metadata(pa.BufferReader(stream.read()))
-    except (pa.ArrowException, OSError, struct.error, ValueError) as e:
-        raise StorageError(
-            "read Parquet footer", key, str(e).splitlines()[0], transient=False
-        ) from e
+        return table.scan(**options).to_arrow()
+    except (OSError, pa.ArrowException) as e:
+        problems.append(Problem("processed/", f"table data unreadable: {str(e).splitlines()[0]}"))
+        fields = options.get("selected_fields", ())
+        return pa.table({name: pa.array([], pa.null()) for name in fields})
 
 
-def _ranged(storage: Any, key: str, byte_range: str) -> bytes:
-    try:
-        body = storage.client.get_object(Bucket=storage.bucket, Key=key, Range=byte_range)["Body"]
-        return body.read()
-    except Exception as e:
-        raise storage._fail("read", key, e) from e
+@dataclass
+class TableFigures:
+    """Rows of the current snapshot per partition day and source, and data file count."""
+
+    by_day: Counter[date] = field(default_factory=Counter)
+    by_source: Counter[str] = field(default_factory=Counter)
+    first_ingested: dict[str, datetime] = field(default_factory=dict)
+    files: int = 0
 
 
-def _processed_info(key: str, day: date, metadata: Any) -> ProcessedFile:
-    schema = metadata.schema.to_arrow_schema()
-    names = schema.names
-    sources: set[str] = set()
-    ingested: list[datetime] = []
-    for g in range(metadata.num_row_groups):
-        group = metadata.row_group(g)
-        for column, sink in (("source_key", sources), ("ingested_at", ingested)):
-            if column not in names:
-                continue
-            stats = group.column(names.index(column)).statistics
-            if stats is None or not stats.has_min_max:
-                continue
-            if column == "source_key":
-                sink.update({str(stats.min), str(stats.max)})  # type: ignore[attr-defined]
-            else:
-                sink.append(_as_utc(stats.min))  # type: ignore[attr-defined]
-    kv = metadata.metadata or {}
-    ids = None
-    if META_ENTRY_IDS in kv:
-        ids = tuple(str(i) for i in orjson.loads(kv[META_ENTRY_IDS]))
-    return ProcessedFile(
-        key=key,
-        day=day,
-        rows=metadata.num_rows,
-        source_key=sources.pop() if len(sources) == 1 else None,
-        ingested_min=min(ingested) if ingested else None,
-        replay_ids=ids,
-    )
-
-
-def _as_utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(int(value) / 1_000_000, UTC)
-
-
-def scan_processed(
-    storage: Storage,
+def table_figures(
+    state: TableState,
     problems: list[Problem],
     since: date | None = None,
     until: date | None = None,
-) -> tuple[list[ProcessedFile], dict[str, str]]:
-    """Footers of processed files in the day range, and every replayed entry id -> its file.
+) -> TableFigures:
+    """Count the table's rows by UTC transaction day and source, within the day range."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    Replay outputs outside the range are read too: a move in any partition settles where
-    an entry is, whatever day is being looked at.
-    """
-    wanted: list[tuple[str, date, int]] = []
-    for info in storage.list(PROCESSED_PREFIX):
-        parsed = parse_processed_key(info.key)
-        if parsed is None:
-            problems.append(
-                Problem(
-                    info.key,
-                    "not a processed Parquet file (expected year=/month=/day=/*.parquet); ignored",
-                    "warning",
-                )
-            )
-            continue
-        day, name = parsed
-        in_range = (since is None or day >= since) and (until is None or day <= until)
-        replay = bool(name and REPLAY_TAG.match(name.get("tag") or ""))
-        if in_range or replay:
-            wanted.append((info.key, day, info.size))
-    meta = {k: (d, s) for k, d, s in wanted}
-    files: list[ProcessedFile] = []
-    moved: dict[str, str] = {}
-    for key, footer in _fetch(storage, list(meta), lambda k: _footer(storage, k, meta[k][1])):
-        if isinstance(footer, ObjectNotFound):
-            continue
-        if isinstance(footer, PipelineError):
-            problems.append(Problem(key, _why(footer)))
-            continue
-        day = meta[key][0]
-        try:
-            info = _processed_info(key, day, footer)
-        except (ValueError, TypeError, orjson.JSONDecodeError) as e:
-            problems.append(Problem(key, f"unreadable Parquet metadata: {e}"))
-            continue
-        for entry_id in info.replay_ids or ():
-            moved[entry_id] = key
-        if (since is None or day >= since) and (until is None or day <= until):
-            files.append(info)
-    return files, moved
+    figures = TableFigures()
+    table = state.table
+    if table is None or table.current_snapshot() is None:
+        return figures
 
+    def in_range(day: date) -> bool:
+        return (since is None or day >= since) and (until is None or day <= until)
 
-def replayed_entries(storage: Storage, problems: list[Problem]) -> dict[str, tuple[str, str]]:
-    """Entry id -> (replay output holding it, quarantine file it was moved from)."""
-    sizes = {i.key: i.size for i in storage.list(PROCESSED_PREFIX) if is_replay_output(i.key)}
-    moved: dict[str, tuple[str, str]] = {}
-    for key, footer in _fetch(storage, list(sizes), lambda k: _footer(storage, k, sizes[k])):
-        if isinstance(footer, ObjectNotFound):
+    for task in table.scan().plan_files():
+        year, month, day = (task.file.partition[i] for i in range(3))
+        figures.files += in_range(date(year, month, day))
+    columns = ("year", "month", "day", "source_key", "ingested_at", "replayed_entry_id")
+    rows = _scan(table, problems, selected_fields=columns)
+    if not rows.num_rows:
+        return figures
+    original = pc.is_null(rows.column("replayed_entry_id"))
+    rows = rows.append_column(
+        "ingested",
+        pc.if_else(
+            original,
+            rows.column("ingested_at"),
+            pa.scalar(None, rows.schema.field("ingested_at").type),
+        ),
+    )
+    grouped = rows.group_by(["year", "month", "day", "source_key"]).aggregate(
+        [("source_key", "count"), ("ingested", "min")]
+    )
+    for year, month, day, source, n, first in zip(
+        *(grouped.column(c).to_pylist() for c in ("year", "month", "day", "source_key")),
+        grouped.column("source_key_count").to_pylist(),
+        grouped.column("ingested_min").to_pylist(),
+        strict=True,
+    ):
+        when = date(year, month, day)
+        if not in_range(when):
             continue
-        if isinstance(footer, PipelineError):
-            problems.append(Problem(key, _why(footer)))
-            continue
-        kv = footer.metadata or {}
-        try:
-            ids = orjson.loads(kv[META_ENTRY_IDS])
-            origin = kv[META_FROM].decode("utf-8")
-        except (KeyError, orjson.JSONDecodeError, UnicodeDecodeError):
-            problems.append(Problem(key, "replay output without readable entry ids"))
-            continue
-        for entry_id in ids:
-            moved[str(entry_id)] = (key, origin)
-    return moved
+        figures.by_day[when] += n
+        figures.by_source[source] += n
+        if first is not None:
+            first = first.astimezone(UTC)
+            known = figures.first_ingested.get(source)
+            figures.first_ingested[source] = min(known, first) if known else first
+    return figures
 
 
 # --------------------------------------------------------------------------- summary
@@ -681,20 +607,18 @@ def summarise(
     top: int = 10,
     samples_per_rule: int = 0,
 ) -> Summary:
-    """Count processed rows (Parquet footers) and quarantine entries per day, rule and source."""
+    """Count the table's rows and quarantine entries per day, rule and source."""
     summary = Summary(lake=storage.url, since=since, until=until, top=top)
     problems = summary.problems
-    files, moved = scan_processed(storage, problems, since, until)
-    for f in files:
-        summary.processed_files += 1
-        summary.processed_by_day[f.day] += f.rows
-        source = f.source_key or "(unknown source)"
-        summary.by_source_processed[source] += f.rows
-        if f.ingested_min and f.replay_ids is None:  # replays are not when it was transformed
-            known = summary.source_time.get(source)
-            summary.source_time[source] = min(known, f.ingested_min) if known else f.ingested_min
+    state = load_state(storage, problems)
+    moved = state.replayed
+    figures = table_figures(state, problems, since, until)
+    summary.processed_files = figures.files
+    summary.processed_by_day.update(figures.by_day)
+    summary.by_source_processed.update(figures.by_source)
+    summary.source_time.update(figures.first_ingested)
     selection = Selection(since=since, until=until)
-    refs = list_quarantine(storage, selection, problems)
+    refs = list_quarantine(storage, selection, problems, state)
     copies = _Copies()
     for qfile in read_quarantine(storage, refs, problems):
         summary.quarantine_files += 1
@@ -943,10 +867,12 @@ def replay(
 ) -> ReplayResult:
     """Re-validate selected entries against the current contract; move those that pass.
 
-    Per quarantine file: the manifest lists the new processed files, they are written,
+    Per quarantine file: the passing records' data files are written and committed to
+    the table in one commit (only while the entries' version is the one the table holds),
     then the quarantine file is rewritten without the moved entries (or deleted when
-    empty). A crash in between leaves entries in both places; the replay outputs name
-    their entry ids, so readers count them once and the next replay completes the move.
+    empty). A crash in between leaves entries in both places; the rows carry their entry
+    ids (`replayed_entry_id`), so the tools count them once and the next replay removes
+    them from quarantine.
     """
     import time
 
@@ -954,8 +880,9 @@ def replay(
     now = now or datetime.now(UTC)
     label = reference if isinstance(reference, str) else _iso(reference)
     result = ReplayResult(dry_run=dry_run, reference=label)
-    moved_ids = replayed_entries(storage, result.problems)
-    refs = list_quarantine(storage, selection, result.problems)
+    state = load_state(storage, result.problems)
+    moved_ids = state.replayed
+    refs = list_quarantine(storage, selection, result.problems, state)
     result.files = len(refs)
     groups: dict[str, list[QuarantineRef]] = defaultdict(list)
     for ref in refs:
@@ -977,6 +904,9 @@ def replay(
             outcome = FileOutcome(qfile.key)
             try:
                 source.replay_file(qfile, moved_ids, copies, outcome)
+                if not dry_run:
+                    # Rows now: a copy of one in a later file is removed like a leftover.
+                    moved_ids.update(dict.fromkeys(outcome.moved, source.source_key))
             except PipelineError as e:
                 # The file is consistent (write first, remove second); later files of
                 # this source are left alone since the duplicate check saw claims that
@@ -1012,70 +942,44 @@ class _SourceReplay:
         self.now = now
         self.dry_run = dry_run
         self.result = result
-        self.manifest, self.manifest_problem = self._load_manifest()
-        self.seen: Any = None  # SeenIds over this source's processed rows, built on demand
+        self.source_key = ""
+        self.version: str | None = None  # the version the table holds for the source
+        self.problem = ""
+        self.seen: Any = None  # SeenIds over this source's rows in the table, built on demand
         self.landed: dict[str, datetime] = {}
         self.broken = ""
 
-    def _read_manifest(self) -> Any:
-        """The source's manifest (found by key id), None if absent; raises if unreadable."""
-        from handlers.core import manifest as manifests
+    def _load(self, source_key: str) -> None:
+        """The source's version in the table, read once (from the first entry's key)."""
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        key = f"{MANIFEST_PREFIX}{self.keyid}.json"
+        from handlers.core.commit import committed_version
+        from handlers.core.table import load_table
+
+        self.source_key = source_key
         try:
-            data = self.storage.read_bytes(key)
-        except ObjectNotFound:
-            return None
-        try:
-            fields = orjson.loads(data)
-            return manifests.Manifest(
-                **{k: fields[k] for k in manifests.Manifest.__dataclass_fields__ if k in fields}
-            )
-        except (orjson.JSONDecodeError, TypeError, KeyError) as e:
-            raise StorageError("read", key, "unreadable manifest", transient=False) from e
-
-    def _load_manifest(self) -> tuple[Any, str]:
-        from handlers.core import manifest as manifests
-
-        try:
-            manifest = self._read_manifest()
-        except StorageError as e:
-            self.result.problems.append(Problem(e.key, e.detail))
-            return None, "unreadable manifest for the source"
-        if manifest is None:
-            return None, "no manifest for the source (cannot check duplicates)"
-        if manifest.status != manifests.COMPLETE:
-            return None, "source is being transformed (manifest not complete)"
-        return manifest, ""
-
-    def _check_current(self) -> Any:
-        """The manifest again, if the source still is the version being replayed.
-
-        A transformer run for a new version of the source may have started since; its
-        cleanup must see our outputs, so we stop instead of writing past it.
-        """
-        from handlers.core import manifest as manifests
-
-        fresh = self._read_manifest()
-        if (
-            fresh is None
-            or fresh.version != self.manifest.version
-            or fresh.status != manifests.COMPLETE
-        ):
-            raise PipelineError(
-                f"{self.manifest.source_key} changed while replaying (a new version is being "
-                "transformed); nothing more written for it, run replay again later"
-            )
-        return fresh
+            committed = committed_version(load_table(self.storage), source_key)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            committed = None
+        except PipelineError as e:
+            self.result.problems.append(Problem(source_key, e.reason))
+            self.problem = "the table could not be read"
+            return
+        if committed is None:
+            self.problem = "source not committed to the table (cannot check duplicates)"
+        else:
+            self.version = committed.version
 
     def _skip_reason(self, entry: dict[str, Any]) -> str:
         if self.broken:
             return "an earlier file of this source failed to replay"
-        if self.manifest is None:
-            return self.manifest_problem
-        if entry["source_key"] != self.manifest.source_key:
-            return "source key differs from its manifest"
-        if entry["source_version"] != self.manifest.version:
+        if not self.source_key:
+            self._load(entry["source_key"])
+        if self.version is None:
+            return self.problem
+        if entry["source_key"] != self.source_key:
+            return "source key differs from the other entries of its key id"
+        if entry["source_version"] != self.version:
             return "superseded version (the transformer deletes it)"
         if any(e.get("check") in UNREPLAYABLE_CHECKS for e in entry["errors"]):
             return "not replayable (record lost to a broken gzip stream)"
@@ -1104,22 +1008,22 @@ class _SourceReplay:
 
     def _seen_ids(self) -> Any:
         if self.seen is None:
-            self.seen = _processed_ids(self.storage, self.manifest.outputs)
+            self.seen = _table_ids(self.storage, self.source_key)
         return self.seen
 
     def replay_file(
         self,
         qfile: QuarantineFile,
-        moved_ids: dict[str, tuple[str, str]],
+        moved_ids: dict[str, str],
         copies: _Copies,
         outcome: FileOutcome,
     ) -> None:
         result = self.result
-        # A move an earlier run wrote but did not finish: completing it is always right.
+        # A move an earlier run committed but did not finish: completing it is always right.
         reconciled = {
             i.entry["entry_id"]
             for i in qfile.items
-            if i.entry is not None and moved_ids.get(i.entry["entry_id"], ("", ""))[1] == qfile.key
+            if i.entry is not None and i.entry["entry_id"] in moved_ids
         }
         candidates: list[Item] = []
         for item in qfile.items:
@@ -1147,9 +1051,7 @@ class _SourceReplay:
         changed: dict[int, list[dict[str, Any]]] = {}
         if candidates:
             moving, changed = self._revalidate(candidates, outcome)
-        outputs = self._outputs(qfile, moving) if moving else []
         outcome.moved = [m.entry_id for m in moving]
-        outcome.outputs = [k for k, _ in outputs]
         outcome.errors_changed = len(changed)
         result.moved += len(moving)
         result.errors_changed += len(changed)
@@ -1157,7 +1059,9 @@ class _SourceReplay:
             result.moved_by_rule.update(entry_rules(move.item.entry))  # type: ignore[arg-type]
         if self.dry_run or not (moving or reconciled or changed):
             return
-        self._commit(qfile, outputs, {*outcome.moved, *reconciled}, changed, outcome)
+        if moving:
+            self._commit_rows(qfile, moving, outcome)
+        self._rewrite(qfile, {*outcome.moved, *reconciled}, changed, outcome)
 
     def _revalidate(
         self, items: list[Item], outcome: FileOutcome
@@ -1237,81 +1141,54 @@ class _SourceReplay:
         moving.sort(key=lambda m: m.item.line_no)
         return moving, changed
 
-    def _outputs(self, qfile: QuarantineFile, moving: list[_Move]) -> list[tuple[str, bytes]]:
-        """Parquet per partition day, named from the quarantine file and the moved ids.
+    def _commit_rows(
+        self, qfile: QuarantineFile, moving: list[_Move], outcome: FileOutcome
+    ) -> None:
+        """Write the moved records' data files and commit them in one commit.
 
-        Same ids from the same file, same name: re-running a replay that was interrupted
-        overwrites its own output instead of adding a second copy.
+        The commit happens only while the table still holds the entries' version; if a
+        new version was committed meanwhile, the written files are removed (no commit
+        lists them) and the source is left for a later replay.
         """
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        from handlers.core.layout import processed_key
-        from handlers.core.transform import partitions, to_processed
+        from handlers.core.commit import DataFileWriter, commit_replay
+        from handlers.core.rows import partitions, to_processed
+        from handlers.core.table import load_table
         from schemas import input_arrow_schema
 
-        ids = [m.entry_id for m in moving]
-        digest = hashlib.sha256("\n".join([qfile.key, *sorted(ids)]).encode()).hexdigest()
-        tag = f"r{digest[:12]}"
         table = pa.Table.from_pylist([m.row for m in moving], schema=input_arrow_schema())
-        source_key = moving[0].item.entry["source_key"]  # type: ignore[index]
-        rows = to_processed(table, source_key, self.now)
-        days = list(
-            zip(
-                rows.column("year").to_pylist(),
-                rows.column("month").to_pylist(),
-                rows.column("day").to_pylist(),
-                strict=True,
-            )
+        rows = to_processed(
+            table,
+            self.source_key,
+            self.now,
+            source_version=str(self.version),
+            entry_ids=[m.entry_id for m in moving],
         )
-        references = ",".join(sorted({_iso(m.reference) for m in moving}))
         base = qfile.base or f"replay.{self.keyid}"
-        outputs = []
-        for (year, month, day), part in partitions(rows):
-            # partitions() filters in row order, so the ids line up with the part's rows.
-            part_ids = [i for i, d in zip(ids, days, strict=True) if d == (year, month, day)]
-            part = part.replace_schema_metadata(
-                {
-                    META_ENTRY_IDS: orjson.dumps(part_ids),
-                    META_FROM: qfile.key.encode(),
-                    META_REFERENCE: references.encode(),
-                }
+        files = DataFileWriter(self.storage, load_table(self.storage), base)
+        try:
+            for day, part in partitions(rows):
+                files.write(part, day, qfile.chunk)
+            commit_replay(
+                self.storage, self.source_key, str(self.version), files.data_files, qfile.key
             )
-            buffer = pa.BufferOutputStream()
-            pq.write_table(part, buffer, compression="snappy")
-            key = processed_key(base, qfile.chunk, year, month, day, tag)
-            outputs.append((key, buffer.getvalue().to_pybytes()))
-        return outputs
+        except PipelineError as e:
+            if not isinstance(e, StorageError):  # decided: not committed, so nothing lists them
+                files.discard()
+            raise
+        outcome.outputs = list(files.keys)
 
-    def _commit(
+    def _rewrite(
         self,
         qfile: QuarantineFile,
-        outputs: list[tuple[str, bytes]],
         gone: set[str],
         changed: dict[int, list[dict[str, Any]]],
         outcome: FileOutcome,
     ) -> None:
-        from handlers.core import manifest as manifests
+        """The quarantine file without the moved entries (deleted when none remain)."""
         from schemas import SCHEMA_VERSION
 
-        if outputs:
-            # Listed before written (as the transformer does): a new version of the
-            # source then deletes replayed rows of the old one too.
-            self.manifest = self._check_current()
-            new = [k for k, _ in outputs if k not in self.manifest.outputs]
-            if new:
-                self.manifest.outputs = [*self.manifest.outputs, *new]
-                manifests.save(self.storage, self.manifest)
-            for key, payload in outputs:
-                self.storage.put_bytes(key, payload)
-            try:
-                self._check_current()
-            except PipelineError:
-                # A new version began meanwhile; its cleanup may have run before our
-                # write. Undo the write: the old version's entries are garbage anyway.
-                for key, _payload in outputs:
-                    self.storage.delete(key)
-                raise
         lines: list[bytes] = []
         stamp = _iso(self.now)
         for item in qfile.items:
@@ -1357,29 +1234,23 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _processed_ids(storage: Storage, outputs: list[str]) -> Any:
-    """SeenIds holding every transaction id already in `processed/` for this source."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _table_ids(storage: Storage, source_key: str) -> Any:
+    """SeenIds holding every transaction id the table holds for this source."""
+    from pyiceberg.expressions import EqualTo
 
+    from handlers.core.table import load_table
     from handlers.core.transform import SeenIds
 
     seen = SeenIds()
-    for key in outputs:
-        if not key.startswith(PROCESSED_PREFIX):
-            continue
-        try:
-            data = storage.read_bytes(key)
-        except ObjectNotFound:
-            continue  # listed but never written (a crash) or already cleaned up
-        try:
-            ids = pq.read_table(pa.BufferReader(data), columns=["transaction_id"])
-        except (pa.ArrowException, OSError) as e:
-            # Without its ids a replayed record could duplicate one: refuse this source.
-            raise StorageError("read", key, f"unreadable Parquet: {e}", transient=False) from e
-        column = ids.column("transaction_id").combine_chunks()
-        if len(column):
-            seen.claim(SeenIds.hashes(column))
+    table = load_table(storage)
+    if table.current_snapshot() is None:
+        return seen
+    ids = table.scan(
+        row_filter=EqualTo("source_key", source_key), selected_fields=("transaction_id",)
+    ).to_arrow()
+    column = ids.column("transaction_id").combine_chunks()
+    if len(column):
+        seen.claim(SeenIds.hashes(column))
     return seen
 
 
@@ -1426,8 +1297,11 @@ def purge(
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
     cutoff = today - timedelta(days=older_than_days)
     result = PurgeResult(dry_run=dry_run, cutoff=cutoff)
-    moved = replayed_entries(storage, result.problems)
-    refs = [r for r in list_quarantine(storage, Selection(), result.problems) if r.day < cutoff]
+    state = load_state(storage, result.problems)
+    moved = state.replayed
+    refs = [
+        r for r in list_quarantine(storage, Selection(), result.problems, state) if r.day < cutoff
+    ]
     for qfile in read_quarantine(storage, refs, result.problems):
         if any(i.entry is None for i in qfile.items):
             result.problems.append(Problem(qfile.key, "has unreadable lines; not purged"))

@@ -611,14 +611,14 @@ def register(sub: Any) -> None:
         parents=[target, select, days],
         help="re-validate entries against the current contract; move those that pass",
         description="Re-validate the selected entries with the transformer's own code and "
-        "the current contract. Entries that pass are written to processed/ (deterministic "
-        "names, registered in the source's manifest first) and then removed from their "
-        "quarantine file; entries that still fail stay, with their errors updated. Running "
-        "it again changes nothing. Interrupting it is safe: an entry is in processed/ or in "
-        "quarantine/, and if it was cut between the two, readers count it once and the next "
-        "replay finishes the move.\n\n"
+        "the current contract. Entries that pass are committed to the Iceberg table in "
+        "processed/ (one commit per quarantine file, each row keeping its entry id) and "
+        "then removed from their quarantine file; entries that still fail stay, with their "
+        "errors updated. Running it again changes nothing. Interrupting it is safe: an "
+        "entry is in the table or in quarantine/, and if it was cut between the two, readers "
+        "count it once and the next replay finishes the move.\n\n"
         "Skipped: entries of a superseded source version (the transformer deletes them), "
-        "sources without a complete manifest, and gzip-truncation entries (no record).",
+        "sources the table holds no version of, and gzip-truncation entries (no record).",
         epilog=_EXIT_HELP,
         formatter_class=fmt,
     )

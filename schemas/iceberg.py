@@ -37,6 +37,10 @@ TABLE_PROPERTIES: dict[str, str] = {
     # Athena (engine v3) reads these; keeps the metadata folder from growing forever.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "100",
+    # Whole-string bounds for the lineage columns (the default truncates to 16 characters,
+    # which all keys under raw/dt=… share): a key's delete then prunes to its own files.
+    "write.metadata.metrics.column.source_key": "full",
+    "write.metadata.metrics.column.source_version": "full",
 }
 
 

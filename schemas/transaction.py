@@ -344,6 +344,17 @@ def output_columns() -> tuple[OutputColumn, ...]:
         OutputColumn("year", arrow.int16(), "Partition: UTC year.", partition=True),
         OutputColumn("month", arrow.int8(), "Partition: UTC month (1-12).", partition=True),
         OutputColumn("day", arrow.int8(), "Partition: UTC day of month.", partition=True),
+        # Lineage added with the Iceberg table: appended, so earlier columns keep their ids.
+        OutputColumn(
+            "source_version",
+            arrow.string(),
+            "Version (S3 VersionId or ETag, or a local stamp) of the raw object the row came from.",
+        ),
+        OutputColumn(
+            "replayed_entry_id",
+            arrow.string(),
+            "Quarantine entry id of a row that `quarantine replay` moved here; null otherwise.",
+        ),
     )
     return model + derived
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from handlers.core.table import CATALOG_URI_ENV
+
 # Tests must never reach a real AWS endpoint or use a developer's credentials.
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -23,6 +25,7 @@ for _name, _value in {
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("ICEBERG_CATALOG_URI", None)
 
 settings.register_profile(
     "ci",
@@ -66,9 +69,14 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_endpoint(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points boto3 (AWS_ENDPOINT_URL) at the moto server for one test."""
+def s3_endpoint(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Points boto3 (AWS_ENDPOINT_URL) at the moto server for one test.
+
+    The bucket's Iceberg table is held by a SQL catalog on a SQLite file of the test
+    (moto has no Glue catalog that detects commit conflicts); its files are on moto.
+    """
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv(CATALOG_URI_ENV, f"sqlite:///{tmp_path / 'iceberg-catalog.db'}")
     return moto_endpoint
 
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 
 from handlers.core.entries import load_entries
-from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, ObjectInfo, Storage
+from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, LocalStorage, Storage
 
 # One valid record, as it would arrive on the wire (money as JSON numbers).
 GOOD_RECORD: dict[str, Any] = {
@@ -51,69 +48,61 @@ def encode(record: Any) -> bytes:
 class LakeContents:
     """Everything the lake holds below processed/ and quarantine/."""
 
-    rows: list[dict[str, Any]]  # processed rows, with year/month/day from the path
+    rows: list[dict[str, Any]]  # the table's rows (current snapshot)
     entries: list[dict[str, Any]]  # quarantine entries (numbers exact)
     files: dict[str, bytes]  # every object, for byte-level comparisons
 
 
 def read_lake(storage: Storage) -> LakeContents:
-    rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
+    """The table's current snapshot (read by pyiceberg), quarantine entries, and every object."""
+    from handlers.core.table import load_table
+
     files: dict[str, bytes] = {}
+    entries: list[dict[str, Any]] = []
     for info in storage.list(PROCESSED_PREFIX):
-        data = storage.read_bytes(info.key)
-        files[info.key] = data
-        parts = dict(p.split("=", 1) for p in Path(info.key).parent.parts if "=" in p)
-        table = pq.read_table(_buffer(data))
-        for row in table.to_pylist():
-            row.update({k: int(v) for k, v in parts.items()})
-            rows.append(row)
+        files[info.key] = storage.read_bytes(info.key)
     for info in storage.list(QUARANTINE_PREFIX):
         data = storage.read_bytes(info.key)
         files[info.key] = data
         entries.extend(load_entries(data))
+    rows = load_table(storage).scan().to_arrow().to_pylist() if files else []
     return LakeContents(rows, entries, files)
 
 
-def _buffer(data: bytes) -> Any:
-    import pyarrow as pa
+def table_rows(storage: Storage) -> list[dict[str, Any]]:
+    """Rows of the table's current snapshot."""
+    from handlers.core.table import load_table
 
-    return pa.BufferReader(data)
+    return load_table(storage).scan().to_arrow().to_pylist()
 
 
 class Crash(Exception):
     """A process dying mid-operation (not a PipelineError: nothing may catch it)."""
 
 
-class CrashingStorage(Storage):
-    """Delegates to a storage, dying before the Nth write or delete, like a killed process."""
+class CrashingStorage(LocalStorage):
+    """A local lake dying before the Nth write or delete, like a killed process.
 
-    def __init__(self, inner: Storage, budget: int) -> None:
-        self.inner = inner
+    A LocalStorage itself (not a wrapper), so the lake's Iceberg catalog opens as usual;
+    the table's own metadata writes are not counted, only the pipeline's objects.
+    """
+
+    def __init__(self, inner: LocalStorage, budget: int) -> None:
+        super().__init__(inner.root)
         self.budget = budget
-        self.url = inner.url
 
     def _spend(self) -> None:
         if self.budget <= 0:
             raise Crash
         self.budget -= 1
 
-    def stat(self, key: str) -> ObjectInfo:
-        return self.inner.stat(key)
-
-    def open_read(self, key: str, version: str | None = None) -> IO[bytes]:
-        return self.inner.open_read(key, version)
-
     def put_bytes(self, key: str, data: bytes) -> None:
         self._spend()
-        self.inner.put_bytes(key, data)
+        super().put_bytes(key, data)
 
     def delete(self, key: str) -> None:
         self._spend()
-        self.inner.delete(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
+        super().delete(key)
 
 
 _SCRATCH: list[str] = []

@@ -21,6 +21,7 @@ class ObjectRef:
     bucket: str
     key: str
     event_name: str = ""
+    sequencer: str = ""  # S3's per-key order of events (hex); orders versions of a key
 
 
 def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
@@ -32,7 +33,9 @@ def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
     if event.get("source") == "aws.s3" and isinstance(event.get("detail"), dict):
         detail = event["detail"]
         try:
-            return [ObjectRef(detail["bucket"]["name"], detail["object"]["key"], "Object Created")]
+            obj = detail["object"]
+            sequencer = str(obj.get("sequencer") or "")
+            return [ObjectRef(detail["bucket"]["name"], obj["key"], "Object Created", sequencer)]
         except (KeyError, TypeError) as e:
             raise EventError(f"EventBridge S3 event without bucket/key: {e}") from e
     records = event.get("Records")
@@ -44,7 +47,9 @@ def object_refs(event: dict[str, Any]) -> list[ObjectRef]:
             name = str(record.get("eventName", ""))
             s3 = record["s3"]
             # Keys arrive URL-encoded, spaces as '+'.
-            refs.append(ObjectRef(s3["bucket"]["name"], unquote_plus(s3["object"]["key"]), name))
+            key = unquote_plus(s3["object"]["key"])
+            sequencer = str(s3["object"].get("sequencer") or "")
+            refs.append(ObjectRef(s3["bucket"]["name"], key, name, sequencer))
         except (KeyError, TypeError, AttributeError) as e:
             raise EventError(f"Records[{n}] is not an S3 record: missing {e}") from e
     return refs
@@ -107,7 +112,7 @@ def _transform_isolated(
 
     storage = storage_for(ref.bucket)
     try:
-        return transform_object(storage, ref.key, on_progress=on_progress)
+        return transform_object(storage, ref.key, sequencer=ref.sequencer, on_progress=on_progress)
     except ObjectNotFound:
         # Deleted (or overwritten and deleted) before we got to it: nothing to do.
         outcome.skipped.append({"key": ref.key, "reason": "object no longer exists"})
@@ -118,26 +123,19 @@ def _transform_isolated(
         reason = f"{type(e).__name__}: {e}"[:1000]
         log.exception("transform crashed", extra={"key": ref.key, "reason": reason})
         try:
-            return _count_failure(storage, ref.key, reason, outcome)
+            return _count_failure(storage, ref, reason, outcome)
         except StorageError as counted:
             outcome.failed.append({"key": ref.key, "reason": f"{reason}; {counted.reason}"})
     return None
 
 
-def _count_failure(storage: Storage, key: str, reason: str, outcome: EventOutcome) -> Any:
+def _count_failure(storage: Storage, ref: ObjectRef, reason: str, outcome: EventOutcome) -> Any:
     """Note a failed attempt; the whole-file quarantine's result once attempts run out."""
     from handlers.core.poison import MAX_ATTEMPTS, quarantine_whole, record_failure
-    from handlers.core.transform import TransformResult
-    from schemas.transaction import CHECK_TRANSFORM_FAILED
 
-    info = storage.stat(key)
+    info = storage.stat(ref.key)
     attempts = record_failure(storage, info, reason)
     if attempts < MAX_ATTEMPTS:
-        outcome.failed.append({"key": key, "reason": f"{reason} (attempt {attempts})"})
+        outcome.failed.append({"key": ref.key, "reason": f"{reason} (attempt {attempts})"})
         return None
-    out_key = quarantine_whole(storage, info, reason, attempts)
-    result = TransformResult(source_key=key, source_version=info.version)
-    result.records_in = result.quarantined = 1
-    result.quarantined_by_check[CHECK_TRANSFORM_FAILED] = 1
-    result.outputs = [out_key]
-    return result
+    return quarantine_whole(storage, info, reason, attempts, sequencer=ref.sequencer)

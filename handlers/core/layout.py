@@ -6,9 +6,8 @@ import hashlib
 import re
 from datetime import datetime
 
-from handlers.core.storage import PROCESSED_PREFIX, QUARANTINE_PREFIX, STATE_PREFIX
+from handlers.core.storage import QUARANTINE_PREFIX
 
-MANIFEST_PREFIX = f"{STATE_PREFIX}manifests/"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 # The raw file names the transformer recognises (longest first). The S3 notification
 # that triggers it is derived from this list (trigger_suffixes), so the two cannot disagree.
@@ -49,20 +48,7 @@ def output_base(source_key: str, version: str) -> str:
     return f"{stem(source_key)}.{key_id(source_key)}.{version_token(version)}"
 
 
-def processed_key(base: str, chunk: int, year: int, month: int, day: int, tag: str = "") -> str:
-    """Hive-style partition path of one Parquet file."""
-    suffix = f".{tag}" if tag else ""
-    return (
-        f"{PROCESSED_PREFIX}year={year}/month={month}/day={day}/{base}.c{chunk:05d}{suffix}.parquet"
-    )
-
-
 def quarantine_key(base: str, chunk: int, landed: datetime, tag: str = "") -> str:
     """Quarantine file of one chunk, under the day the source object landed."""
     suffix = f".{tag}" if tag else ""
     return f"{QUARANTINE_PREFIX}dt={landed:%Y-%m-%d}/{base}.c{chunk:05d}{suffix}.jsonl"
-
-
-def manifest_key(source_key: str) -> str:
-    """Where the transformer records what it wrote for a source key."""
-    return f"{MANIFEST_PREFIX}{key_id(source_key)}.json"

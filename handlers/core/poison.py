@@ -7,7 +7,6 @@ from typing import Any
 
 import orjson
 
-from handlers.core import manifest as manifests
 from handlers.core.entries import build_entry, dumps_entries, entry_id
 from handlers.core.errors import ObjectNotFound
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
@@ -45,24 +44,51 @@ def record_failure(storage: Storage, info: ObjectInfo, reason: str) -> int:
 
 
 def quarantine_whole(
-    storage: Storage, info: ObjectInfo, reason: str, attempts: int, now: datetime | None = None
-) -> str:
-    """Quarantine the file as one entry with its reason; mark the version done.
+    storage: Storage,
+    info: ObjectInfo,
+    reason: str,
+    attempts: int,
+    *,
+    sequencer: str = "",
+    now: datetime | None = None,
+) -> Any:
+    """Quarantine the file as one entry with its reason, committed as the key's version.
 
     The entry keeps the file's first bytes (not the file) and the reason; replay works
-    from the raw object, which stays in raw/. Outputs of the failed attempts become the
-    manifest's garbage and are deleted, so nothing half-written stays visible.
+    from the raw object, which stays in raw/. The commit records the version in the table
+    like any transform (no rows, one entry), so it replaces the key's earlier rows, a
+    redelivery is a no-op, and the tools show the entry. Entry files of the failed
+    attempts are deleted; their uncommitted data files are orphans `maintain` removes.
     """
+    from handlers.core import commit as commits
+    from handlers.core.transform import TransformResult, commit_outputs
+
     now = now or datetime.now(UTC)
+    out_key = quarantine_key(output_base(info.key, info.version), 0, info.last_modified, "failed")
+    storage.put_bytes(out_key, dumps_entries([_entry(storage, info, reason, attempts, now)]))
+    result = TransformResult(source_key=info.key, source_version=info.version)
+    result.records_in = result.quarantined = 1
+    result.quarantined_by_check[CHECK_TRANSFORM_FAILED] = 1
+    result.outputs = [out_key]
+    order = commits.order_token(sequencer or None, info)
+    decision = commit_outputs(storage, info, order, [], [out_key], result)
+    if decision.action == commits.SUPERSEDED:
+        storage.delete(out_key)  # a newer version of the key holds it now
+        result.skipped = decision.action
+    _remove_attempt_outputs(storage, info, keep=out_key)
+    storage.delete(attempts_key(info))
+    return result
+
+
+def _entry(
+    storage: Storage, info: ObjectInfo, reason: str, attempts: int, now: datetime
+) -> dict[str, Any]:
     try:
         with storage.open_read(info.key, info.version) as stream:
             head = stream.read(ENTRY_RAW_CAP)
     except Exception:  # the read may be the very thing that fails
         head = b""
-    base = output_base(info.key, info.version)
-    out_key = quarantine_key(base, 0, info.last_modified, tag="failed")
-    detail = f"transform failed {attempts} times; last error: {reason}"
-    entry = build_entry(
+    return build_entry(
         entry_id=entry_id(key_id(info.key), version_token(info.version), 0),
         raw=head,
         parsed=None,
@@ -72,31 +98,14 @@ def quarantine_whole(
         line=None,
         record_index=0,
         quarantined_at=now.isoformat().replace("+00:00", "Z"),
-        detail=detail,
+        detail=f"transform failed {attempts} times; last error: {reason}",
     )
-    previous = manifests.load(storage, info.key)
-    stale = set(previous.outputs + previous.garbage) if previous else set()
-    manifest = manifests.Manifest(
-        source_key=info.key, version=info.version, outputs=[out_key], garbage=sorted(stale)
-    )
-    manifests.save(storage, manifest)
-    storage.put_bytes(out_key, dumps_entries([entry]))
-    manifest.status = manifests.COMPLETE
-    manifest.summary = {
-        "source_key": info.key,
-        "source_version": info.version,
-        "records_in": 1,
-        "processed": 0,
-        "quarantined": 1,
-        "quarantined_by_check": {CHECK_TRANSFORM_FAILED: 1},
-        "outputs": 1,
-        "skipped": None,
-    }
-    manifests.save(storage, manifest)
-    for old in manifest.garbage:
-        if old != out_key:
-            storage.delete(old)
-    manifest.garbage = []
-    manifests.save(storage, manifest)
-    storage.delete(attempts_key(info))
-    return out_key
+
+
+def _remove_attempt_outputs(storage: Storage, info: ObjectInfo, *, keep: str) -> None:
+    """Entry files the failed attempts of this version wrote before they crashed."""
+    first = quarantine_key(output_base(info.key, info.version), 0, info.last_modified)
+    prefix = first.rsplit(".c", 1)[0] + "."
+    for stale in storage.list(prefix):
+        if stale.key != keep:
+            storage.delete(stale.key)

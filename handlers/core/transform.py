@@ -11,36 +11,31 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from handlers.core import manifest as manifests
+from handlers.core import commit as commits
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, decode
 from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
-from handlers.core.layout import (
-    key_id,
-    output_base,
-    processed_key,
-    quarantine_key,
-    version_token,
-)
+from handlers.core.layout import key_id, output_base, quarantine_key, version_token
+from handlers.core.rows import partitions, to_processed
 from handlers.core.storage import ObjectInfo, Storage
+from handlers.core.table import load_table
 from schemas import (
     DATAFRAME_CHECK_COLUMNS,
-    PARTITION_COLUMNS,
     contract,
     input_arrow_schema,
     parse_instants,
-    processed_arrow_schema,
 )
 from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, remember_instants
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 
 @dataclass
@@ -139,89 +134,162 @@ def transform_object(
     storage: Storage,
     key: str,
     *,
+    sequencer: str | None = None,
     now: datetime | None = None,
     chunk_bytes: int | None = None,
     on_progress: Callable[[TransformResult], None] | None = None,
 ) -> TransformResult:
-    """Validate one raw object; write valid rows to `processed/`, the rest to `quarantine/`.
+    """Validate one raw object; commit its valid rows to the table, the rest to `quarantine/`.
 
-    Idempotent: a version that was fully processed is skipped; a rerun of a version
-    rewrites the same names; a new version replaces the old version's outputs.
+    One version is one Iceberg commit that also replaces the key's earlier rows. A version
+    the table already holds is skipped; one that a newer version of the key superseded
+    (by the S3 event's `sequencer`, or the object having changed) removes what it wrote.
     `chunk_bytes` is how much raw text a chunk holds (default: `slice_bytes()`);
     `on_progress` sees the running totals after each chunk.
     """
     started = time.perf_counter()
     info = storage.stat(key)
     result = TransformResult(source_key=key, source_version=info.version)
-    previous = manifests.load(storage, key)
-    if previous and previous.version == info.version and previous.status == manifests.COMPLETE:
-        result.skipped = "already processed"
-        _restore_counts(result, previous.summary)
-        if previous.garbage:
-            # The run that completed this version died before deleting what it replaced:
-            # this redelivery (or Lambda's retry) finishes the job.
-            _collect_garbage(storage, previous, result)
+    order = commits.order_token(sequencer, info)
+    table = load_table(storage)
+    decision = commits.decide(storage, table, info, order)
+    if decision.action != commits.COMMITTED:
+        _skip(storage, result, decision)
         result.seconds = time.perf_counter() - started
         return result
-    carry = set(previous.outputs + previous.garbage) if previous else set()
-    if previous and previous.version != info.version:
-        result.replaced = replaced_summary(
-            previous.version, previous.summary, complete=previous.status == manifests.COMPLETE
-        )
-    manifest = manifests.Manifest(source_key=key, version=info.version, garbage=sorted(carry))
-    writer = _ChunkWriter(storage, info, now or datetime.now(UTC))
-    with (
-        storage.open_read(key, info.version) as stream,
-        _prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
-    ):
-        writer.warm_up()  # one-time validation setup, while the first chunk decodes
-        for ahead in chunks:
-            planned = writer.plan(ahead.chunk, result, ahead)
-            del ahead  # its slice and rows go now, not after the next slice is decoded
-            if on_progress is not None:
-                on_progress(result)
-            if not planned:
-                continue
-            manifest.outputs += [k for k, _ in planned]
-            manifests.save(storage, manifest)  # listed before written: never orphaned
-            for out_key, payload in planned:
-                storage.put_bytes(out_key, payload)
-            result.outputs += [k for k, _ in planned]
-            del planned
-            pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
-    manifest.status = manifests.COMPLETE
-    manifest.summary = result.to_dict()
-    garbage = sorted(carry - set(manifest.outputs))
-    manifest.garbage = garbage
-    manifests.save(storage, manifest)
-    if garbage:
-        _collect_garbage(storage, manifest, result)
+    writer = _ChunkWriter(storage, table, info, now or datetime.now(UTC), order)
+    # A failure here leaves written files behind: quarantine files a retry overwrites
+    # (same names), data files no commit lists, which `maintain` removes as orphans.
+    _write_chunks(storage, writer, result, chunk_bytes, on_progress)
+    decision = commit_outputs(
+        storage, info, order, writer.files.data_files, writer.quarantine_keys, result, loaded=table
+    )
+    if decision.action != commits.COMMITTED:
+        writer.files.discard()  # never committed: nothing lists them
+        if decision.action == commits.SUPERSEDED and not _holds(storage, info):
+            # This version's entries are junk, unless a same-version run committed it
+            # meanwhile (then the newer version's commit removes them).
+            for out in writer.quarantine_keys:
+                storage.delete(out)
+        _skip(storage, result, decision)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def replaced_summary(version: str, summary: dict[str, Any], *, complete: bool) -> dict[str, Any]:
-    """What replacing an earlier version of a key took out of the lake (from its summary).
+def commit_outputs(
+    storage: Storage,
+    info: ObjectInfo,
+    order: str,
+    data_files: list[Any],
+    quarantine_keys: list[str],
+    result: TransformResult,
+    *,
+    loaded: Any = None,
+) -> commits.Decision:
+    """Commit one version's data files and entry files; on success, retire the old entries.
 
-    An earlier run that never completed has no summary: its partial output goes, uncounted.
+    The transform and the whole-file quarantine of a poison file both end here, so a
+    version replaces its key's earlier rows and entries the same way whatever it holds.
     """
+    decision = commits.commit_version(
+        storage,
+        info,
+        order,
+        data_files,
+        lambda old: _properties(result, quarantine_keys, old),
+        loaded=loaded,
+    )
+    if decision.action == commits.COMMITTED:
+        # The replaced version's entries go after the commit: until then they were current.
+        _remove_quarantine(storage, decision.committed, quarantine_keys, result)
+        old = decision.committed
+        if old is not None and old.version != info.version:
+            result.replaced = replaced_summary(old.version, dict(old.counts))
+    return decision
+
+
+def replaced_summary(version: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """What replacing an earlier committed version of a key took out of the lake."""
     return {
         "version": version,
-        "complete": complete,
-        "processed": int(summary.get("processed") or 0),
-        "quarantined": int(summary.get("quarantined") or 0),
+        "complete": True,  # only committed versions are ever replaced: no partial output
+        "processed": int(counts.get("processed") or 0),
+        "quarantined": int(counts.get("quarantined") or 0),
     }
 
 
-def _collect_garbage(
-    storage: Storage, manifest: manifests.Manifest, result: TransformResult
+def _holds(storage: Storage, info: ObjectInfo) -> bool:
+    committed = commits.committed_version(load_table(storage), info.key)
+    return committed is not None and committed.version == info.version
+
+
+def _write_chunks(
+    storage: Storage,
+    writer: _ChunkWriter,
+    result: TransformResult,
+    chunk_bytes: int | None,
+    on_progress: Callable[[TransformResult], None] | None,
 ) -> None:
-    """Delete a complete version's superseded objects, then record that they are gone."""
-    for old in manifest.garbage:
-        storage.delete(old)
-    result.removed = list(manifest.garbage)
-    manifest.garbage = []
-    manifests.save(storage, manifest)
+    info = writer.info
+    with (
+        storage.open_read(info.key, info.version) as stream,
+        _prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
+    ):
+        writer.warm_up()  # one-time validation setup, while the first chunk decodes
+        for ahead in chunks:
+            writer.plan(ahead.chunk, result, ahead)
+            del ahead  # its slice and rows go now, not after the next slice is decoded
+            if on_progress is not None:
+                on_progress(result)
+            pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
+    result.outputs = [*writer.files.keys, *writer.quarantine_keys]
+
+
+def _properties(
+    result: TransformResult, quarantine_keys: list[str], old: commits.Committed | None
+) -> dict[str, str]:
+    """Snapshot summary of a version's commit (besides its lineage): counts, entry files."""
+    replaced = _superseded_entries(old, quarantine_keys)
+    counts = {k: v for k, v in result.to_dict().items() if k in _COUNTS}
+    return {
+        commits.PROP_COUNTS: orjson.dumps(counts).decode(),
+        commits.PROP_QUARANTINE_KEYS: orjson.dumps(quarantine_keys).decode(),
+        commits.PROP_REPLACED_QUARANTINE: orjson.dumps(replaced).decode(),
+    }
+
+
+_COUNTS = ("records_in", "processed", "quarantined", "quarantined_by_check")
+
+
+def _superseded_entries(old: commits.Committed | None, mine: list[str]) -> list[str]:
+    if old is None:
+        return []
+    keep = set(mine)
+    return [k for k in (*old.quarantine_keys, *old.replaced_quarantine_keys) if k not in keep]
+
+
+def _remove_quarantine(
+    storage: Storage, old: commits.Committed | None, mine: list[str], result: TransformResult
+) -> None:
+    for out in _superseded_entries(old, mine):
+        storage.delete(out)
+        result.removed.append(out)
+
+
+def _skip(storage: Storage, result: TransformResult, decision: commits.Decision) -> None:
+    """A version that needs no commit: report it, and finish a winner's cleanup if due."""
+    result.skipped = decision.action
+    committed = decision.committed
+    if decision.action == commits.DONE and committed is not None:
+        _restore_counts(result, dict(committed.counts))
+        # The run that committed this version may have died before deleting the entries
+        # of the version it replaced: this redelivery (or Lambda's retry) finishes that.
+        for out in committed.replaced_quarantine_keys:
+            if out not in committed.quarantine_keys:
+                storage.delete(out)
+    else:
+        result.records_in = result.processed = result.quarantined = 0
+        result.quarantined_by_check = Counter()
 
 
 SMALL_LAMBDA_MB = 1024
@@ -321,10 +389,14 @@ def _restore_counts(result: TransformResult, summary: dict[str, Any]) -> None:
 
 
 class _ChunkWriter:
-    """Turns decoded chunks into (key, bytes) outputs; holds the file-wide state."""
+    """Writes decoded chunks as data files and quarantine files; holds the file-wide state."""
 
-    def __init__(self, storage: Storage, info: ObjectInfo, now: datetime) -> None:
+    def __init__(
+        self, storage: Storage, table: Table, info: ObjectInfo, now: datetime, order: str = ""
+    ) -> None:
+        self.storage = storage
         self.info = info
+        self.order = order
         self.base = output_base(info.key, info.version)
         self.key_id = key_id(info.key)
         self.version_token = version_token(info.version)
@@ -332,6 +404,8 @@ class _ChunkWriter:
         self.now = now
         self.now_text = now.isoformat().replace("+00:00", "Z")
         self.seen = SeenIds()
+        self.files = commits.DataFileWriter(storage, table, self.base)
+        self.quarantine_keys: list[str] = []
 
     def warm_up(self) -> None:
         """Validate an empty frame: pandera's one-time setup, off the first chunk's path."""
@@ -339,9 +413,8 @@ class _ChunkWriter:
         with suppress(pandera.errors.SchemaErrors):  # an empty frame passes, but still
             self.schema.validate(empty, lazy=True)
 
-    def plan(
-        self, chunk: Chunk, result: TransformResult, ahead: _Ahead | None = None
-    ) -> list[tuple[str, bytes]]:
+    def plan(self, chunk: Chunk, result: TransformResult, ahead: _Ahead | None = None) -> None:
+        """Validate a chunk; write its valid rows as data files and its entries to quarantine."""
         hashes = None
         if ahead is not None and ahead.instants is not None:
             remember_instants(chunk.table.column("timestamp"), ahead.instants)
@@ -355,13 +428,13 @@ class _ChunkWriter:
         before = result.quarantined
         quarantined = dumps_entries(self._counted(self._entries(chunk, errors), result))
         chunk.release_source()  # the raw slice was only needed for the entries' text
-        outputs = list(self._parquet(chunk, valid))
+        self._write_rows(chunk, valid)
         if result.quarantined > before:
             key = quarantine_key(self.base, chunk.index, self.info.last_modified)
-            outputs.append((key, quarantined))
+            self.quarantine_keys.append(key)
+            self.storage.put_bytes(key, quarantined)
         result.records_in += chunk.records
         result.processed += int(valid.sum())
-        return outputs
 
     @staticmethod
     def _counted(
@@ -373,7 +446,7 @@ class _ChunkWriter:
                 result.quarantined_by_check[_label(error["column"], error["check"])] += 1
             yield entry
 
-    def _parquet(self, chunk: Chunk, valid: np.ndarray) -> Iterator[tuple[str, bytes]]:
+    def _write_rows(self, chunk: Chunk, valid: np.ndarray) -> None:
         if not valid.any():
             return
         # Parsed once per chunk: validation already parsed this very column (memoised).
@@ -382,14 +455,11 @@ class _ChunkWriter:
         if not valid.all():
             mask = pa.array(valid)
             table, instants = table.filter(mask), instants.filter(mask)
-        rows = to_processed(table, self.info.key, self.now, instants=instants)
-        for (year, month, day), part in partitions(rows):
-            buffer = pa.BufferOutputStream()
-            pq.write_table(part, buffer, compression="snappy", use_dictionary=_dictionary(part))
-            yield (
-                processed_key(self.base, chunk.index, year, month, day),
-                buffer.getvalue().to_pybytes(),
-            )
+        rows = to_processed(
+            table, self.info.key, self.now, instants=instants, source_version=self.info.version
+        )
+        for day, part in partitions(rows):
+            self.files.write(part, day, chunk.index)
 
     def _entries(
         self, chunk: Chunk, errors: dict[int, list[tuple[str, str]]]
@@ -423,14 +493,6 @@ class _ChunkWriter:
                 record_index=chunk.record_indexes[row],
                 quarantined_at=self.now_text,
             )
-
-
-# Columns whose values are (nearly) all distinct: a dictionary page only costs time.
-_NO_DICTIONARY = frozenset({"transaction_id", "timestamp"})
-
-
-def _dictionary(table: pa.Table) -> list[str]:
-    return [name for name in table.column_names if name not in _NO_DICTIONARY]
 
 
 def _label(column: str | None, check: str) -> str:
@@ -523,54 +585,3 @@ def _check_unique(
 
 def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return errs if len(errs) == 1 else list(dict.fromkeys(errs))
-
-
-def to_processed(
-    table: pa.Table,
-    source_key: str,
-    ingested_at: datetime,
-    *,
-    instants: pa.Array | None = None,
-) -> pa.Table:
-    """Valid input rows to the processed schema, with derived and lineage columns.
-
-    `instants` is the parsed `timestamp` column when the caller already has it.
-    """
-    if instants is None:
-        instants = parse_instants(table.column("timestamp"))
-    n = table.num_rows
-    columns: dict[str, pa.Array] = {name: table.column(name) for name in table.column_names}
-    columns["timestamp"] = instants
-    # The same fields from the zone-less view of these UTC instants: Arrow skips its
-    # time-zone lookups, and UTC fields are what the partitions are named after.
-    utc = instants.cast(pa.timestamp("us"))
-    columns["hour"] = pc.hour(utc).cast(pa.int8())
-    columns["day_of_week"] = pc.day_of_week(utc).cast(pa.int8())
-    columns["source_key"] = pa.repeat(pa.scalar(source_key, pa.string()), n)
-    columns["ingested_at"] = pa.array(
-        np.full(n, np.datetime64(ingested_at.replace(tzinfo=None), "us")),
-        pa.timestamp("us", tz="UTC"),
-    )
-    columns["year"] = pc.year(utc).cast(pa.int16())
-    columns["month"] = pc.month(utc).cast(pa.int8())
-    columns["day"] = pc.day(utc).cast(pa.int8())
-    schema = processed_arrow_schema()
-    names = [f.name for f in schema] + list(PARTITION_COLUMNS)
-    return pa.table({name: columns[name] for name in names})
-
-
-def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]]:
-    """Split processed rows by UTC day, dropping the partition columns from the files."""
-    keys = pc.add(
-        pc.add(
-            pc.multiply(rows.column("year").cast(pa.int32()), 10_000),
-            pc.multiply(rows.column("month").cast(pa.int32()), 100),
-        ),
-        rows.column("day").cast(pa.int32()),
-    )
-    data = rows.drop_columns(list(PARTITION_COLUMNS))
-    values = sorted(pc.unique(keys).to_pylist())
-    for value in values:
-        # One day (the usual case for a batch): the rows as they are, no filtered copy.
-        part = data if len(values) == 1 else data.filter(pc.equal(keys, value))
-        yield (value // 10_000, value // 100 % 100, value % 100), part

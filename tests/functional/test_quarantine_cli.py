@@ -14,18 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 import pytest
 
 import schemas.transaction
-from handlers.core import manifest as manifests
 from handlers.core.entries import load_entries
 from handlers.core.generate import generate_batch
 from handlers.core.storage import LocalStorage, Storage
 from handlers.core.transform import transform_object
 from pipeline import quarantine as q
 from pipeline.cli import main
-from tests.helpers import Crash, CrashingStorage, encode
+from tests.helpers import Crash, CrashingStorage, encode, table_rows
 
 TODAY = datetime.now(UTC).replace(microsecond=0)
 OLD = TODAY - timedelta(days=10)
@@ -98,13 +96,18 @@ def land(root: Path, key: str, data: bytes, landed: datetime) -> Any:
     return transform_object(LocalStorage(root), key, now=landed + timedelta(seconds=2))
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> Path:
-    root = tmp_path / "lake"
+def build_lake(root: Path) -> Path:
+    """Three transformed sources. Built afresh rather than copied: an Iceberg table's
+    metadata names its files by absolute path, so a copied lake would write to the original."""
     land(root, "raw/dt=a/batch-a.jsonl", batch(FAULTS_A, 1, TODAY), TODAY)
     land(root, "raw/dt=b/batch-b.jsonl", batch(FAULTS_B, 2, TODAY), TODAY)
     land(root, "raw/dt=old/batch-old.jsonl", batch(FAULTS_B, 3, OLD), OLD)
     return root
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Path:
+    return build_lake(tmp_path / "lake")
 
 
 @contextlib.contextmanager
@@ -133,10 +136,14 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 def count_lake(root: Path) -> tuple[int, int]:
-    """(processed rows, quarantine entries) read directly, independently of the tools."""
-    rows = sum(pq.read_metadata(p).num_rows for p in (root / "processed").rglob("*.parquet"))
+    """(table rows, quarantine entries) read directly, independently of the tools."""
+    rows = len(processed_ids(root))
     entries = sum(len(load_entries(p.read_bytes())) for p in (root / "quarantine").rglob("*.jsonl"))
     return rows, entries
+
+
+def entries_of_ids(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return entries
 
 
 def entries_of(root: Path) -> list[dict[str, Any]]:
@@ -148,13 +155,8 @@ def entries_of(root: Path) -> list[dict[str, Any]]:
 
 
 def processed_ids(root: Path) -> list[str]:
-    """Transaction ids of every readable processed file (junk files are skipped)."""
-    ids: list[str] = []
-    for p in sorted((root / "processed").rglob("*.parquet")):
-        with contextlib.suppress(Exception):
-            table = pq.read_table(p, columns=["transaction_id"])
-            ids.extend(table.column("transaction_id").to_pylist())
-    return ids
+    """Transaction ids of the table's current snapshot (files no snapshot lists are not rows)."""
+    return [r["transaction_id"] for r in table_rows(LocalStorage(root))]
 
 
 # --------------------------------------------------------------------------- help
@@ -381,7 +383,7 @@ def test_replay_dry_run_writes_nothing(lake: Path, capsys: pytest.CaptureFixture
         )
     assert code == 0
     result = json.loads(out)
-    assert result["dry_run"] and result["moved"] > 0 and result["processed_outputs"]
+    assert result["dry_run"] and result["moved"] > 0 and not result["processed_outputs"]
     assert files(lake) == before
 
 
@@ -389,7 +391,8 @@ def test_replay_moves_exactly_what_a_catalog_change_accepts(
     lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before_rows, before_entries = count_lake(lake)
-    before_ids = {e["entry_id"] for e in entries_of(lake)}
+    before_entries_all = entries_of(lake)
+    before_ids = {e["entry_id"] for e in before_entries_all}
     weapons_only = {e["entry_id"] for e in entries_of(lake) if _only_rule(e, "in_catalog")}
     # The duplicate's id is already in processed/: it must stay, now as a duplicate.
     dup = [e for e in entries_of(lake) if e["record_index"] == 6 and "batch-a" in e["source_key"]]
@@ -416,11 +419,13 @@ def test_replay_moves_exactly_what_a_catalog_change_accepts(
         if isinstance(e["record"], dict) and e["record"].get("price") == "1.00"
     ]
     assert mixed and all([x["check"] for x in e["errors"]] == ["type(number)"] for e in mixed)
-    # Outputs are listed in the source's manifest, and DuckDB sees the new rows.
+    # The moved rows carry their entry ids and their source's version; DuckDB sees them.
+    replayed = {r["replayed_entry_id"]: r for r in table_rows(LocalStorage(lake))}
+    assert set(replayed) - {None} == moved
+    versions = {e["entry_id"]: e["source_version"] for e in entries_of_ids(before_entries_all)}
+    assert all(replayed[i]["source_version"] == versions[i] for i in moved)
     for key in result["processed_outputs"]:
-        assert (lake / key).is_file()
-        source = pq.read_table(lake / key).column("source_key")[0].as_py()
-        assert key in manifests.load(LocalStorage(lake), source).outputs  # type: ignore[union-attr]
+        assert (lake / key).is_file() and key.startswith("processed/data/")
     code, out, _err = run(
         capsys, "query", "--lake", str(lake), "SELECT COUNT(*) AS n FROM transactions"
     )
@@ -500,7 +505,7 @@ def test_operator_fixed_raw_text_is_reparsed(
 
 def _state(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     """What a reader should see: processed transaction ids, live quarantine entries."""
-    moved = q.replayed_entries(LocalStorage(root), [])
+    moved = q.load_state(LocalStorage(root), []).replayed
     live = sorted(
         (e["entry_id"], json.dumps(e["errors"], default=str))
         for e in entries_of(root)
@@ -513,16 +518,14 @@ def test_interrupted_replay_converges_at_every_crash_point(
     lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = TODAY + timedelta(days=3)
-    clean = tmp_path / "clean"
-    shutil.copytree(lake, clean)
+    clean = build_lake(tmp_path / "clean")
     with catalog_with(EXTRA):
         q.replay(LocalStorage(clean), reference=reference)
     want = _state(clean)
     total = sum(_count(LocalStorage(lake)))
     budget = 0
     while True:
-        copy = tmp_path / f"crash-{budget}"
-        shutil.copytree(lake, copy)
+        copy = build_lake(tmp_path / f"crash-{budget}")
         storage = LocalStorage(copy)
         with catalog_with(EXTRA):
             try:
@@ -540,7 +543,7 @@ def test_interrupted_replay_converges_at_every_crash_point(
         if finished:
             break
         budget += 1
-    assert budget >= 4  # manifest, parquet, quarantine rewrite… per file
+    assert budget >= 4  # data files, quarantine rewrite… per file
 
 
 def _count(storage: Storage) -> tuple[int, int]:
@@ -556,9 +559,12 @@ def test_new_source_version_removes_replayed_rows(
     assert result.outputs
     later = TODAY + timedelta(minutes=1)
     land(lake, "raw/dt=a/batch-a.jsonl", batch(["clean", "clean"], 7, later), later)
-    for key in result.outputs:
-        if "batch-a" in key:
-            assert not (lake / key).exists()  # registered in the manifest, so cleaned up
+    # The new version's commit replaced every row of the key, replayed ones included.
+    assert not [
+        r
+        for r in table_rows(LocalStorage(lake))
+        if r["replayed_entry_id"] and "batch-a" in r["source_key"]
+    ]
     summary = q.summarise(LocalStorage(lake)).to_dict()
     source = {s["source_key"]: s for s in summary["by_source"]}["raw/dt=a/batch-a.jsonl"]
     assert (source["processed"], source["quarantined"]) == (2, 0)
@@ -571,12 +577,15 @@ class NewVersionMidReplay(CrashingStorage):
         super().__init__(inner, budget=10**6)
         self.root = root
         self.fired = False
+        self.written: list[str] = []
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        if q.is_replay_output(key) and "batch-a" in key and not self.fired:
+        if key.startswith("processed/data/") and "batch-a" in key and not self.fired:
             self.fired = True
             later = TODAY + timedelta(minutes=1)
             land(self.root, "raw/dt=a/batch-a.jsonl", batch(["clean", "weapons"], 8, later), later)
+        if key.startswith("processed/data/"):
+            self.written.append(key)
         super().put_bytes(key, data)
 
 
@@ -586,7 +595,8 @@ def test_replay_racing_a_new_source_version_leaves_no_orphan(lake: Path) -> None
         result = q.replay(storage)
     assert storage.fired
     assert any("changed while replaying" in p.detail for p in result.problems)
-    assert not [k for k in result.outputs if "batch-a" in k and (lake / k).exists()]
+    # Its data files were never committed: removed, not left as orphans.
+    assert not [k for k in storage.written if "batch-a" in k and (lake / k).exists()]
     summary = q.summarise(LocalStorage(lake)).to_dict()
     source = {s["source_key"]: s for s in summary["by_source"]}["raw/dt=a/batch-a.jsonl"]
     assert source["records"] == 2  # only the new version's two records, each once
@@ -597,14 +607,17 @@ def test_replay_skips_what_it_must_not_touch(
     lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     storage = LocalStorage(lake)
-    manifest = manifests.load(storage, "raw/dt=b/batch-b.jsonl")
-    assert manifest is not None
-    manifest.status = manifests.IN_PROGRESS  # a transform is running (or crashed)
-    manifests.save(storage, manifest)
+    # A new version of batch-b landed and is being transformed: nothing committed yet,
+    # so the table still holds the old version and its entries may still be replayed;
+    # an unknown source (no commit at all) must not be touched.
+    (lake / "quarantine" / "dt=2026-01-02").mkdir(parents=True)
+    stray = lake / "quarantine" / "dt=2026-01-02" / "x.0123456789ab.0123456789.c00000.jsonl"
+    entry = next(e for e in entries_of(lake) if "batch-b" in e["source_key"])
+    stray.write_bytes(orjson.dumps({**entry, "entry_id": "x", "source_key": "raw/unknown"}))
     with catalog_with(EXTRA):
         result = q.replay(storage)
-    assert result.skipped["source is being transformed (manifest not complete)"] == 4
-    assert not any("batch-b" in k for k in result.outputs)
+    assert result.skipped["source not committed to the table (cannot check duplicates)"] == 1
+    assert stray.is_file()
 
 
 # --------------------------------------------------------------------------- purge
@@ -638,25 +651,21 @@ def test_corrupted_lake_is_reported_and_conserved(
     lake: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     qfiles = sorted((lake / "quarantine").rglob("*.jsonl"))
-    pfiles = sorted((lake / "processed").rglob("*.parquet"))
+    pfiles = sorted((lake / "processed" / "data").rglob("*.parquet"))
     qfiles[0].write_bytes(os.urandom(64))  # garbled
     half = qfiles[1].read_bytes()
     qfiles[1].write_bytes(half[: len(half) - 40])  # truncated mid-line
-    pfiles[0].write_bytes(pfiles[0].read_bytes()[:100])  # truncated Parquet
+    # A data file no snapshot lists (a crashed writer's): not part of the table.
+    orphan = pfiles[0].with_name("orphan.parquet")
+    orphan.write_bytes(pfiles[0].read_bytes()[:100])
     (lake / "quarantine" / "notes.txt").write_text("junk")
     (lake / "quarantine" / "dt=2026-01-01").mkdir()
     (lake / "quarantine" / "dt=2026-01-01" / "x.jsonl").write_text("not json\n")
-    (lake / "processed" / "year=2026" / "month=1" / "day=1").mkdir(parents=True)
-    (lake / "processed" / "year=2026" / "month=1" / "day=1" / "x.parquet").write_text("junk")
-    (lake / "_state" / "manifests" / "garbage.json").write_text("{")
     copy = qfiles[2].with_name(qfiles[2].name.replace(".c00000.", ".c00077."))
     shutil.copyfile(qfiles[2], copy)  # a stray copy, named like a real chunk
 
     def readable() -> tuple[int, int]:
-        rows = 0
-        for p in (lake / "processed").rglob("*.parquet"):
-            with contextlib.suppress(Exception):
-                rows += pq.read_metadata(p).num_rows
+        rows = len(processed_ids(lake))
         entries = 0
         for p in (lake / "quarantine").rglob("*.jsonl"):
             for line in p.read_bytes().splitlines():
@@ -675,7 +684,6 @@ def test_corrupted_lake_is_reported_and_conserved(
     kinds = {p["key"]: p["severity"] for p in data["problems"]}
     assert kinds["quarantine/notes.txt"] == "warning"
     assert kinds[qfiles[0].relative_to(lake).as_posix()] == "error"
-    assert kinds[pfiles[0].relative_to(lake).as_posix()] == "error"
     with catalog_with(EXTRA):
         code, out, err = run(
             capsys,
@@ -690,8 +698,9 @@ def test_corrupted_lake_is_reported_and_conserved(
     assert code == 1
     result = json.loads(out)
     assert result["moved"] > 0
-    assert result["skipped"]["copy of an entry in another quarantine file"] > 0
-    assert sum(readable()) == sum(before)  # moved, not lost or copied
+    # The stray copies of entries that became rows go too (the tools never counted them).
+    assert result["reconciled"] > 0
+    assert sum(readable()) == sum(before) - result["reconciled"]  # moved, not lost or copied
     ids = processed_ids(lake)
     assert len(ids) == len(set(ids))
     snapshot = files(lake)

@@ -117,7 +117,9 @@ def test_a_read_error_fails_the_invocation(bucket: str, handler_storage: S3Stora
     with pytest.raises(StorageError) as failure:
         transformer.handler(s3_event(bucket, "raw/batch.jsonl"))
     assert failure.value.transient
-    assert read_lake(S3Storage(bucket)).files == {}
+    lake = read_lake(S3Storage(bucket))
+    assert not lake.rows and not lake.entries
+    assert not [k for k in lake.files if k.startswith("processed/data/")]
 
 
 def test_one_failing_object_fails_the_invocation_not_the_others(

