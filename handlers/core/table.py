@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING
@@ -119,7 +121,8 @@ def open_catalog(storage: Storage, environ: Mapping[str, str] | None = None) -> 
         (storage.root / CATALOG_DB).parent.mkdir(parents=True, exist_ok=True)
         return SqlCatalog(
             "local",
-            uri=f"sqlite:///{storage.root / CATALOG_DB}",
+            # Concurrent local writers wait for SQLite's lock rather than fail at once.
+            uri=f"sqlite:///{storage.root / CATALOG_DB}?timeout={SQLITE_BUSY_SECONDS}",
             warehouse=storage.root.as_uri(),
         )
     props = _s3_properties(env)
@@ -139,14 +142,35 @@ def load_table(
     """The lake's `transactions` table; created on first use locally (`make run` needs no set-up).
 
     In AWS the table is created by `pulumi up` and never here (`create` defaults to local only).
+    Several processes opening a new local lake at once race to create the SQL catalog's
+    tables and the table itself; the losers' errors are retried after a jittered pause.
     """
+    ensure_current_layout(storage)
+    env = os.environ if environ is None else environ
+    try:
+        from sqlalchemy.exc import OperationalError
+    except ImportError:  # the Lambda layer has no SQL catalog, hence no such race
+        return _load_or_create(storage, env, create)
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return _load_or_create(storage, env, create)
+        except OperationalError:
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+SQLITE_BUSY_SECONDS = 30
+CREATE_ATTEMPTS = 5
+
+
+def _load_or_create(storage: Storage, env: Mapping[str, str], create: bool | None) -> Table:
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
 
     from schemas.iceberg import TABLE_PROPERTIES, iceberg_partition_spec, iceberg_schema
 
-    ensure_current_layout(storage)
     local = isinstance(storage, LocalStorage)
-    env = os.environ if environ is None else environ
     catalog = open_catalog(storage, env)
     identifier = table_identifier(env, local=local)
     try:
