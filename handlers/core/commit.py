@@ -120,35 +120,54 @@ def _history(table: Table) -> tuple[list[Any], bool]:
     from pyiceberg.table.snapshots import ancestors_of
 
     chain = list(ancestors_of(table.current_snapshot(), table.metadata))
-    return chain, not chain or chain[-1].parent_snapshot_id is None
+    # Expiry clears the parent of the oldest snapshot it keeps, so a missing parent alone
+    # does not prove the chain starts at the table's first commit (sequence number 1).
+    first = not chain or (
+        chain[-1].parent_snapshot_id is None and (chain[-1].sequence_number or 1) <= 1
+    )
+    return chain, first
 
 
 def committed_sources(table: Table) -> dict[str, Committed]:
     """Per source key, the version its latest transform commit made current.
 
     Read from the snapshot summaries of the current snapshot's ancestry (newest first):
-    the table itself, no side manifest. Keys whose last commit was expired away are
-    absent; `committed_version` falls back to the rows' lineage for those.
+    the table itself, no side manifest. Once `maintain` has expired older snapshots, the
+    keys whose last commit went with them are known from the rows' lineage instead
+    (version only; a key whose expired commit held no rows is then unknown).
     """
+    found, complete = _from_history(table)
+    if not complete:
+        for key, version in versions_in_rows(table, None).items():
+            if key not in found:
+                found[key] = Committed(source_key=key, version=version)
+    return found
+
+
+def _from_history(table: Table) -> tuple[dict[str, Committed], bool]:
+    """Each key's latest transform commit in the ancestry, and whether that is complete."""
     found: dict[str, Committed] = {}
-    for snapshot in _history(table)[0]:
+    history, complete = _history(table)
+    for snapshot in history:
         summary = snapshot.summary
         if summary is None or summary[PROP_OPERATION] != TRANSFORM:
             continue
         key = summary[PROP_SOURCE_KEY]
         if key and key not in found:
             found[key] = _committed(summary)
-    return found
+    return found, complete
 
 
-def versions_in_rows(table: Table, keys: list[str]) -> dict[str, str]:
-    """source_key -> source_version of the rows the current snapshot holds for `keys`."""
-    from pyiceberg.expressions import In
+def versions_in_rows(table: Table, keys: list[str] | None) -> dict[str, str]:
+    """source_key -> source_version of the rows the current snapshot holds for `keys`
+    (None: every key)."""
+    from pyiceberg.expressions import AlwaysTrue, In
 
-    if not keys or table.current_snapshot() is None:
+    if keys == [] or table.current_snapshot() is None:
         return {}
+    row_filter = AlwaysTrue() if keys is None else In("source_key", keys)
     rows = table.scan(
-        row_filter=In("source_key", keys), selected_fields=("source_key", "source_version")
+        row_filter=row_filter, selected_fields=("source_key", "source_version")
     ).to_arrow()
     pairs = rows.group_by(["source_key", "source_version"]).aggregate([])
     return dict(
@@ -162,8 +181,9 @@ def versions_in_rows(table: Table, keys: list[str]) -> dict[str, str]:
 
 def committed_version(table: Table, key: str) -> Committed | None:
     """The version of `key` the table holds, from its history or else its rows."""
-    found = committed_sources(table).get(key)
-    if found is not None or _history(table)[1]:
+    history, complete = _from_history(table)
+    found = history.get(key)
+    if found is not None or complete:
         return found  # with the whole history at hand, no commit means no rows
     version = versions_in_rows(table, [key]).get(key)
     return Committed(source_key=key, version=version) if version else None
