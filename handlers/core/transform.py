@@ -460,14 +460,18 @@ class RecordVerdict:
 
 
 def validate_records(
-    texts: Sequence[bytes], *, reference_time: datetime, seen: SeenIds
+    texts: Sequence[bytes],
+    *,
+    reference_time: datetime,
+    seen: SeenIds | Callable[[], SeenIds],
 ) -> list[RecordVerdict]:
     """Check records (one JSON text each, in file order) exactly as the transformer does.
 
     The same pieces as `transform_object`: the exact decode (`decode_record`), the
     contract at `reference_time` (the transformer uses the raw object's landing time)
     and the file-wide duplicate check, in which records that pass claim their ids in
-    `seen`. Replay calls this; one verdict per text, in order.
+    `seen` (or in what `seen()` gives, asked only if some record decodes to a row).
+    Replay calls this; one verdict per text, in order.
     """
     verdicts: list[RecordVerdict] = [RecordVerdict(None, [])] * len(texts)
     rows: list[dict[str, Any]] = []
@@ -485,15 +489,12 @@ def validate_records(
         positions.append(n)
     if not rows:
         return verdicts
-    chunk = Chunk(
-        index=0,
-        table=pa.Table.from_pylist(rows, schema=input_arrow_schema()),
-        lines=[None] * len(rows),
-        record_indexes=positions,
-        raws=[texts[n] for n in positions],
-        decode_errors=decode_errors,
+    table = pa.Table.from_pylist(rows, schema=input_arrow_schema())
+    raws = [texts[n] for n in positions]
+    chunk = Chunk(0, table, [None] * len(rows), positions, raws, decode_errors)
+    failures = validate(
+        chunk, contract(reference_time), seen if isinstance(seen, SeenIds) else seen()
     )
-    failures = validate(chunk, contract(reference_time), seen)
     for i, n in enumerate(positions):
         if i in failures:
             original = _original(texts[n], [column for column, _ in failures[i]])
