@@ -33,7 +33,6 @@ def replay(
     ids (`replayed_entry_id`), so the tools count them once and the next replay removes
     them from quarantine.
     """
-
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     label = reference if isinstance(reference, str) else iso(reference)
@@ -42,18 +41,7 @@ def replay(
     moved_ids = state.replayed
     refs = list_quarantine(storage, selection, result.problems, state)
     result.files = len(refs)
-    groups: dict[str, list[QuarantineRef]] = defaultdict(list)
-    for ref in refs:
-        if ref.keyid is None:
-            result.problems.append(
-                Problem(
-                    ref.key,
-                    "name does not follow the layout (no source key id); skipped",
-                    "warning",
-                )
-            )
-            continue
-        groups[ref.keyid].append(ref)
+    groups = _by_source(refs, result.problems)
     done = 0
     copies = Copies()
     for keyid in sorted(groups):
@@ -78,3 +66,22 @@ def replay(
     result.problems.extend(copies.problems())
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _by_source(
+    refs: list[QuarantineRef], problems: list[Problem]
+) -> dict[str, list[QuarantineRef]]:
+    """The files grouped by source key id; a name without one can't be replayed."""
+    groups: dict[str, list[QuarantineRef]] = defaultdict(list)
+    for ref in refs:
+        if ref.keyid is None:
+            problems.append(
+                Problem(
+                    ref.key,
+                    "name does not follow the layout (no source key id); skipped",
+                    "warning",
+                )
+            )
+            continue
+        groups[ref.keyid].append(ref)
+    return groups
