@@ -67,6 +67,10 @@ class Storage(ABC):
     def read_tail(self, key: str, n: int) -> bytes:
         """The last `n` bytes of the object (all of it when it is shorter)."""
 
+    def prepare_threads(self) -> None:
+        """Set up what concurrent calls share, before threads share it (nothing by default)."""
+        return
+
     def read_bytes(self, key: str) -> bytes:
         with self.open_read(key) as stream:
             return stream.read()
@@ -235,6 +239,10 @@ class S3Storage(Storage):
                 "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"})
             )
         return self._client
+
+    def prepare_threads(self) -> None:
+        # A boto3 client is thread-safe, creating one is not: build it before sharing it.
+        _ = self.client
 
     def _fail(self, operation: str, key: str, error: Exception) -> StorageError:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -125,8 +125,7 @@ def _fetch(
         except PipelineError as e:
             return e
 
-    # A boto3 client is thread-safe, creating one is not: build it before sharing it.
-    getattr(storage, "client", None)
+    storage.prepare_threads()
     window = workers * 4
     with ThreadPoolExecutor(max_workers=min(workers, len(keys))) as pool:
         for start in range(0, len(keys), window):
