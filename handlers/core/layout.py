@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from handlers.core.storage import QUARANTINE_PREFIX
 
@@ -52,3 +53,57 @@ def quarantine_key(base: str, chunk: int, landed: datetime, tag: str = "") -> st
     """Quarantine file of one chunk, under the day the source object landed."""
     suffix = f".{tag}" if tag else ""
     return f"{QUARANTINE_PREFIX}dt={landed:%Y-%m-%d}/{base}.c{chunk:05d}{suffix}.jsonl"
+
+
+# Parsing is the inverse of the builders above; it lives here so the two cannot drift.
+_QUARANTINE_KEY = re.compile(
+    rf"^{re.escape(QUARANTINE_PREFIX)}dt=(?P<day>\d{{4}}-\d{{2}}-\d{{2}})/(?P<name>[^/]+)\.jsonl$"
+)
+# <stem>.<key id>.<version token>.c<chunk>[.<tag>]
+_OUTPUT_NAME = re.compile(
+    r"^(?P<base>.+\.(?P<keyid>[0-9a-f]{12})\.(?P<vtoken>[0-9a-f]{10}))"
+    r"\.c(?P<chunk>\d{5,})(?:\.(?P<tag>[A-Za-z0-9_-]+))?$"
+)
+
+
+@dataclass(frozen=True)
+class OutputName:
+    """What an output name built from `output_base` says: its base, key id, version, chunk."""
+
+    base: str  # output_base(source_key, version)
+    key_id: str
+    version_token: str
+    chunk: int
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class QuarantineName:
+    """What a quarantine key says: its landing day, and its output name if it follows the layout."""
+
+    day: date
+    name: OutputName | None
+
+
+def parse_output_name(name: str) -> OutputName | None:
+    """`<base>.c<chunk>[.<tag>]` back into its parts (no extension); None if foreign."""
+    m = _OUTPUT_NAME.match(name)
+    if not m:
+        return None
+    return OutputName(m["base"], m["keyid"], m["vtoken"], int(m["chunk"]), m["tag"] or "")
+
+
+def parse_quarantine_key(key: str) -> QuarantineName | None:
+    """The inverse of `quarantine_key`; None for a key outside `quarantine/dt=DAY/*.jsonl`.
+
+    A key in that place whose name does not follow the layout has `name` None: it is a
+    quarantine file, but no source version can be told from it.
+    """
+    m = _QUARANTINE_KEY.match(key)
+    if not m:
+        return None
+    try:
+        day = date.fromisoformat(m["day"])
+    except ValueError:
+        return None
+    return QuarantineName(day, parse_output_name(m["name"]))

@@ -59,6 +59,18 @@ class Storage(ABC):
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, in key order."""
 
+    @abstractmethod
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes `start` (inclusive) to `end` (exclusive) of the object, fewer past its end."""
+
+    @abstractmethod
+    def read_tail(self, key: str, n: int) -> bytes:
+        """The last `n` bytes of the object (all of it when it is shorter)."""
+
+    def prepare_threads(self) -> None:
+        """Set up what concurrent calls share, before threads share it (nothing by default)."""
+        return
+
     def read_bytes(self, key: str) -> bytes:
         with self.open_read(key) as stream:
             return stream.read()
@@ -112,6 +124,19 @@ class LocalStorage(Storage):
             raise ObjectNotFound(key) from e
         except OSError as e:
             raise StorageError("read", key, e.strerror or str(e), transient=False) from e
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        _check_range(key, start, end)
+        with self.open_read(key) as stream:
+            stream.seek(start)
+            return stream.read(max(0, end - start))
+
+    def read_tail(self, key: str, n: int) -> bytes:
+        _check_range(key, 0, n)
+        with self.open_read(key) as stream:
+            size = stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, size - n))
+            return stream.read()
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -215,6 +240,10 @@ class S3Storage(Storage):
             )
         return self._client
 
+    def prepare_threads(self) -> None:
+        # A boto3 client is thread-safe, creating one is not: build it before sharing it.
+        _ = self.client
+
     def _fail(self, operation: str, key: str, error: Exception) -> StorageError:
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -271,6 +300,30 @@ class S3Storage(Storage):
             raise self._fail("read", key, e) from e
         return _S3Stream(body, self, key)
 
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        _check_range(key, start, end)
+        if end <= start:
+            return b""
+        return self._ranged(key, f"bytes={start}-{end - 1}")
+
+    def read_tail(self, key: str, n: int) -> bytes:
+        _check_range(key, 0, n)
+        return self._ranged(key, f"bytes=-{n}") if n else b""
+
+    def _ranged(self, key: str, byte_range: str) -> bytes:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)["Body"]
+        except Exception as e:
+            code = ""
+            response = getattr(e, "response", None)
+            if isinstance(response, dict):
+                code = str(response.get("Error", {}).get("Code", ""))
+            if code == "InvalidRange":  # a range that starts past the end: nothing there
+                return b""
+            raise self._fail("read", key, e) from e
+        with _S3Stream(body, self, key) as stream:
+            return stream.read()
+
     def put_bytes(self, key: str, data: bytes) -> None:
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
@@ -302,6 +355,11 @@ class S3Storage(Storage):
             raise
         except Exception as e:
             raise self._fail("list", prefix, e) from e
+
+
+def _check_range(key: str, start: int, end: int) -> None:
+    if start < 0 or end < 0:
+        raise StorageError("read", key, f"negative byte range {start}..{end}", transient=False)
 
 
 def _is_version_id(version: str) -> bool:

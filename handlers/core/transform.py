@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,10 +20,11 @@ import pandera.pandas as pandera
 import pyarrow as pa
 
 from handlers.core import commit as commits
-from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, decode
+from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, decode_record
 from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
 from handlers.core.rows import partitions, to_processed
+from handlers.core.seen import SeenIds
 from handlers.core.storage import ObjectInfo, Storage
 from handlers.core.table import load_table
 from schemas import (
@@ -74,60 +75,6 @@ class TransformResult:
             "seconds": round(self.seconds, 3),
             "replaced": self.replaced,
         }
-
-
-class SeenIds:
-    """File-wide set of transaction ids, held as 64-bit hashes in sorted buckets.
-
-    Memory is 8 bytes per id rather than the id itself, so a file of any size is
-    checked for duplicates without holding its ids. Two distinct ids share a hash with
-    probability ~n^2/2^65 (about 1e-7 for 4M ids); such a pair would be quarantined as
-    a duplicate, never lost. Hashes are spread over 256 sorted buckets by their top
-    byte: adding a chunk's ids rewrites only small buckets, so memory never doubles
-    while the set grows.
-    """
-
-    _BUCKET_SHIFT = np.uint64(56)
-    _EDGES = np.arange(257, dtype=np.uint64)
-
-    def __init__(self) -> None:
-        empty = np.zeros(0, dtype=np.uint64)
-        self._buckets: list[np.ndarray] = [empty] * 256
-
-    def __len__(self) -> int:
-        return sum(len(b) for b in self._buckets)
-
-    @staticmethod
-    def hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        # Python's own string hash (SipHash, 64 bits): fast, and stable within the
-        # process, which is all a set that is never stored needs.
-        values = ids.to_numpy(zero_copy_only=False)
-        return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
-
-    def claim(self, hashes: np.ndarray) -> np.ndarray:
-        """Mark which hashes were seen before (in the file or earlier in `hashes`)."""
-        hashes = np.asarray(hashes, dtype=np.uint64)
-        # A stable sort keeps equal hashes in input order: the first one is the keeper.
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
-        seen = np.zeros(len(ordered), dtype=bool)
-        seen[1:] = ordered[1:] == ordered[:-1]
-        edges = np.searchsorted(ordered >> self._BUCKET_SHIFT, self._EDGES)
-        for bucket in np.flatnonzero(edges[1:] > edges[:-1]).tolist():
-            lo, hi = int(edges[bucket]), int(edges[bucket + 1])
-            part = ordered[lo:hi]
-            held = self._buckets[bucket]
-            if len(held):
-                at = np.minimum(np.searchsorted(held, part), len(held) - 1)
-                seen[lo:hi] |= held[at] == part
-            fresh = part[~seen[lo:hi]]
-            if len(fresh):
-                merged = np.concatenate((held, fresh))
-                merged.sort(kind="stable")  # two sorted runs: a linear merge
-                self._buckets[bucket] = merged
-        result = np.empty(len(seen), dtype=bool)
-        result[order] = seen
-        return result
 
 
 def transform_object(
@@ -469,7 +416,7 @@ class _ChunkWriter:
                 entry_id=entry_id(self.key_id, self.version_token, rejected.record_index),
                 raw=rejected.raw,
                 parsed=None,
-                errors=[{"column": None, "check": rejected.check, "value": rejected.detail}],
+                errors=_rejection_errors(rejected),
                 source_key=self.info.key,
                 source_version=self.info.version,
                 line=rejected.line,
@@ -483,16 +430,78 @@ class _ChunkWriter:
                 entry_id=entry_id(self.key_id, self.version_token, chunk.record_indexes[row]),
                 raw=raw,
                 parsed=original,
-                errors=[
-                    {"column": column, "check": check, "value": original.get(column)}
-                    for column, check in errors[row]
-                ],
+                errors=_quoted_errors(original, errors[row]),
                 source_key=self.info.key,
                 source_version=self.info.version,
                 line=chunk.lines[row],
                 record_index=chunk.record_indexes[row],
                 quarantined_at=self.now_text,
             )
+
+
+def _rejection_errors(rejected: Rejected) -> list[dict[str, Any]]:
+    """A quarantine entry's errors for a record that never became a row."""
+    return [{"column": None, "check": rejected.check, "value": rejected.detail}]
+
+
+def _quoted_errors(original: dict[str, Any], errs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """A quarantine entry's errors for a row: each failure with the value it failed on."""
+    return [
+        {"column": column, "check": check, "value": original.get(column)} for column, check in errs
+    ]
+
+
+@dataclass(frozen=True)
+class RecordVerdict:
+    """One record checked as the transformer checks it: its typed row, or its entry errors."""
+
+    row: dict[str, Any] | None  # the typed input row, when the record passes
+    errors: list[dict[str, Any]]  # {column, check, value} as entries quote them; [] if it passes
+
+
+def validate_records(
+    texts: Sequence[bytes],
+    *,
+    reference_time: datetime,
+    seen: SeenIds | Callable[[], SeenIds],
+) -> list[RecordVerdict]:
+    """Check records (one JSON text each, in file order) exactly as the transformer does.
+
+    The same pieces as `transform_object`: the exact decode (`decode_record`), the
+    contract at `reference_time` (the transformer uses the raw object's landing time)
+    and the file-wide duplicate check, in which records that pass claim their ids in
+    `seen` (or in what `seen()` gives, asked only if some record decodes to a row).
+    Replay calls this; one verdict per text, in order.
+    """
+    verdicts: list[RecordVerdict] = [RecordVerdict(None, [])] * len(texts)
+    rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    decode_errors: dict[int, list[tuple[str, str]]] = {}
+    for n, text in enumerate(texts):
+        decoded = decode_record(text)
+        if isinstance(decoded, Rejected):
+            verdicts[n] = RecordVerdict(None, _rejection_errors(decoded))
+            continue
+        row, errs = decoded
+        if errs:
+            decode_errors[len(rows)] = list(errs)
+        rows.append(row)
+        positions.append(n)
+    if not rows:
+        return verdicts
+    table = pa.Table.from_pylist(rows, schema=input_arrow_schema())
+    raws = [texts[n] for n in positions]
+    chunk = Chunk(0, table, [None] * len(rows), positions, raws, decode_errors)
+    failures = validate(
+        chunk, contract(reference_time), seen if isinstance(seen, SeenIds) else seen()
+    )
+    for i, n in enumerate(positions):
+        if i in failures:
+            original = _original(texts[n], [column for column, _ in failures[i]])
+            verdicts[n] = RecordVerdict(None, _quoted_errors(original, failures[i]))
+        else:
+            verdicts[n] = RecordVerdict(rows[i], [])
+    return verdicts
 
 
 def _label(column: str | None, check: str) -> str:

@@ -788,12 +788,12 @@ def test_selection_semantics() -> None:
 
 
 def test_csv_cells_defuse_formulas_but_keep_numbers() -> None:
-    from pipeline.quarantine_cli import _csv_cell
+    from pipeline.quarantine_cli import csv_cell
 
-    assert _csv_cell("=1+1") == "'=1+1"
-    assert _csv_cell("@SUM(A1)") == "'@SUM(A1)"
-    assert _csv_cell("-5.00") == "-5.00"
-    assert _csv_cell("plain") == "plain"
+    assert csv_cell("=1+1") == "'=1+1"
+    assert csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert csv_cell("-5.00") == "-5.00"
+    assert csv_cell("plain") == "plain"
     buffer = io.StringIO()
-    csv.writer(buffer).writerow([_csv_cell("+cmd")])
+    csv.writer(buffer).writerow([csv_cell("+cmd")])
     assert buffer.getvalue().startswith("'+cmd")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from handlers.core.errors import ConfigError, ObjectNotFound, StorageError
-from handlers.core.storage import LocalStorage, S3Storage, open_storage
+from handlers.core.storage import LocalStorage, S3Storage, Storage, open_storage
 
 
 def test_put_is_atomic_and_leaves_no_temporary_files(tmp_path: Path) -> None:
@@ -51,3 +51,33 @@ def test_open_storage_chooses_backend_by_url(tmp_path: Path) -> None:
     for bad in ("s3://", "s3://bucket/prefix", ""):
         with pytest.raises(ConfigError):
             open_storage(bad)
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """Each backend in turn: a local directory, then a bucket on the moto server."""
+    if request.param == "local":
+        return LocalStorage(tmp_path)
+    return S3Storage(request.getfixturevalue("bucket"))
+
+
+def test_ranged_and_tail_reads_agree_with_slicing(any_storage: Storage) -> None:
+    data = bytes(range(256)) * 4
+    any_storage.put_bytes("processed/x.bin", data)
+    for start, end in [(0, 1), (0, len(data)), (10, 20), (1000, 5000), (len(data), len(data) + 9)]:
+        assert any_storage.read_range("processed/x.bin", start, end) == data[start:end]
+    assert any_storage.read_range("processed/x.bin", 20, 10) == b""
+    for n in (0, 1, 8, len(data), len(data) + 100):
+        assert any_storage.read_tail("processed/x.bin", n) == (data[-n:] if n else b"")
+
+
+def test_ranged_reads_of_an_empty_or_missing_object(any_storage: Storage) -> None:
+    any_storage.put_bytes("processed/empty.bin", b"")
+    assert any_storage.read_tail("processed/empty.bin", 8) == b""
+    assert any_storage.read_range("processed/empty.bin", 0, 8) == b""
+    with pytest.raises(ObjectNotFound):
+        any_storage.read_tail("processed/missing.bin", 8)
+    with pytest.raises(ObjectNotFound):
+        any_storage.read_range("processed/missing.bin", 0, 8)
+    with pytest.raises(StorageError):
+        any_storage.read_range("processed/empty.bin", -1, 8)
