@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.json
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -157,7 +159,7 @@ def payloads(draw: st.DrawFn) -> bytes:
     return data
 
 
-def _outcome(data: bytes, chunk_bytes: int, fast: bool) -> dict[str, Any]:
+def _outcome(data: bytes, chunk_bytes: int, fast: bool | None) -> dict[str, Any]:
     """Everything the transformer makes of a decode: rows, entries' text and reasons, counts."""
     rows: list[tuple[Any, ...]] = []
     rejected: list[tuple[Any, ...]] = []
@@ -210,7 +212,7 @@ def test_fast_path_equals_exact_path(data: bytes, chunk_bytes: int) -> None:
     _assert_paths_agree(data, min(chunk_bytes, len(data) + 1))
 
 
-@given(st.lists(records(), min_size=1, max_size=40), st.integers(64, 16384))
+@given(st.lists(records(), min_size=1, max_size=30), st.integers(64, 16384))
 def test_fast_path_equals_exact_path_on_mostly_good_files(
     bad: list[bytes], chunk_bytes: int
 ) -> None:
@@ -220,8 +222,19 @@ def test_fast_path_equals_exact_path_on_mostly_good_files(
     _assert_paths_agree(data, chunk_bytes)
 
 
-def test_environment_switch_turns_the_fast_path_off() -> None:
+def test_environment_switch_turns_the_fast_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fast_path_enabled({})
     assert fast_path_enabled({FAST_PATH_ENV: "1"})
     for off in ("0", "false", "OFF", " no "):
         assert not fast_path_enabled({FAST_PATH_ENV: off})
+
+    # Switched off, decode() never hands a byte to Arrow's JSON reader, and gives the same.
+    data = b"\n".join([orjson.dumps(GOOD_RECORD)] * 3 + [_TOO_DEEP]) + b"\n"
+    expected = _outcome(data, 4096, fast=True)
+
+    def arrow_reader(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the fast path ran although it is switched off")
+
+    monkeypatch.setenv(FAST_PATH_ENV, "0")
+    monkeypatch.setattr(pyarrow.json, "read_json", arrow_reader)
+    assert _outcome(data, 4096, fast=None) == expected
