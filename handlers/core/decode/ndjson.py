@@ -1,0 +1,174 @@
+"""NDJSON slices to chunks: canonical lines through Arrow in bulk, the others line by line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from handlers.core.decode.canonical import (
+    arrow_rows,
+    canonical_line_pattern,
+    canonical_rows,
+    canonical_slice_pattern,
+    looks_clean,
+    read_screened,
+)
+from handlers.core.decode.chunk import JSON_WS, Chunk, rejected_chunk
+from handlers.core.decode.exact import decode_exactly
+from handlers.core.decode.records import in_file_order, line_chunks
+from handlers.core.decode.slices import Oversized, line_offsets
+from schemas import input_arrow_schema
+
+
+def decode_ndjson(
+    slices: Iterator[bytes | memoryview | Oversized], fast: bool = True
+) -> Iterator[Chunk]:
+    """One chunk per slice; `fast=False` sends every record down the exact path."""
+    record_index = 0
+    first_line = 1
+    for index, data in enumerate(slices):
+        if isinstance(data, Oversized):
+            yield rejected_chunk(index, data.rejected(first_line, record_index))
+            first_line += 1
+            record_index += 1
+            continue
+        offsets = line_offsets(data)
+        chunk = _ndjson_chunk(index, data, offsets, first_line, record_index, fast)
+        first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
+        del data, offsets  # the chunk keeps what it needs; let go before the next read
+        record_index += chunk.records
+        yield chunk
+        del chunk
+
+
+def _ndjson_chunk(
+    index: int,
+    data: bytes | memoryview,
+    offsets: np.ndarray,
+    first_line: int,
+    record_index: int,
+    fast: bool,
+) -> Chunk:
+    count = len(offsets) - 1
+    buffer = pa.py_buffer(data)
+    whole = pa.Array.from_buffers(
+        pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(buffer)], np.int32)), buffer]
+    )
+    if fast and count and pc.match_substring_regex(whole, canonical_slice_pattern())[0].as_py():
+        # Every line is a plain record (so none is blank): Arrow reads the slice in place.
+        table = arrow_rows(buffer, count)
+        if table is None:
+            return _screened_chunk(index, bytes(data), first_line, record_index)
+        return Chunk(
+            index=index,
+            table=table,
+            lines=list(range(first_line, first_line + count)),
+            record_indexes=list(range(record_index, record_index + count)),
+            raws=None,
+            source=data,
+            spans=(offsets[:-1], offsets[1:]),
+        )
+    lines = pa.Array.from_buffers(
+        pa.binary(), count, [None, pa.py_buffer(offsets.astype(np.int32)), buffer]
+    )
+    if fast:
+        canonical = pc.match_substring_regex(lines, canonical_line_pattern())
+        canonical = canonical.to_numpy(zero_copy_only=False)
+    else:
+        canonical = np.zeros(count, dtype=bool)
+    return _mixed_chunk(index, data, first_line, record_index, lines, canonical, fast)
+
+
+@dataclass
+class _Sorted:
+    """A slice's non-canonical lines, sorted by which path decodes them."""
+
+    nonblank: np.ndarray
+    clean: list[bytes] = field(default_factory=list)  # Arrow may read them (looks_clean)
+    clean_at: list[int] = field(default_factory=list)
+    suspects: list[tuple[int, bytes]] = field(default_factory=list)  # the exact path's
+
+
+def _sort_lines(
+    data: bytes | memoryview,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    canonical: np.ndarray,
+    fast: bool,
+) -> _Sorted:
+    out = _Sorted(np.ones(len(canonical), dtype=bool))
+    for at in np.flatnonzero(~canonical).tolist():
+        text = bytes(data[starts[at] : ends[at]]).strip(JSON_WS)
+        if not text:
+            out.nonblank[at] = False
+        elif fast and looks_clean(text):
+            out.clean.append(text)
+            out.clean_at.append(at)
+        else:
+            out.suspects.append((at, text))
+    return out
+
+
+def _mixed_chunk(
+    index: int,
+    data: bytes | memoryview,
+    first_line: int,
+    record_index: int,
+    lines: pa.BinaryArray,
+    canonical: np.ndarray,
+    fast: bool,
+) -> Chunk:
+    offsets = np.frombuffer(lines.buffers()[1], np.int32).astype(np.int64)
+    starts, ends = offsets[:-1], offsets[1:]
+    sorted_lines = _sort_lines(data, starts, ends, canonical, fast)
+    position = np.cumsum(sorted_lines.nonblank) - 1  # a line's place among the records
+    parts: list[tuple[pa.Table, np.ndarray]] = []
+    bulk = np.flatnonzero(canonical)
+    if len(bulk):
+        table = canonical_rows(data, lines, canonical, len(bulk))
+        if table is None:
+            return _screened_chunk(index, bytes(data), first_line, record_index)
+        parts.append((table, bulk))
+    suspects = sorted_lines.suspects
+    if sorted_lines.clean:
+        table = read_screened(sorted_lines.clean)
+        if table is not None:
+            parts.append((table, np.array(sorted_lines.clean_at, dtype=np.int64)))
+        else:
+            clean = zip(sorted_lines.clean_at, sorted_lines.clean, strict=True)
+            suspects = sorted(suspects + list(clean))
+    exact = decode_exactly(
+        (at, text, first_line + at, record_index + int(position[at])) for at, text in suspects
+    )
+    base = sum(len(at) for _, at in parts)
+    if exact.rows:
+        rows = pa.Table.from_pylist(exact.rows, schema=input_arrow_schema())
+        parts.append((rows, np.array(exact.at, np.int64)))
+    errors = {base + k: v for k, v in exact.errors.items()}
+    table, at, errors = in_file_order(parts, errors)
+    exact.rejected.sort(key=lambda r: r.record_index)
+    return Chunk(
+        index=index,
+        table=table,
+        lines=(at + first_line).tolist(),
+        record_indexes=(position[at] + record_index).tolist(),
+        raws=None,
+        decode_errors=errors,
+        rejected=exact.rejected,
+        source=data,
+        spans=(starts[at], ends[at]),
+    )
+
+
+def _screened_chunk(index: int, data: bytes, first_line: int, record_index: int) -> Chunk:
+    """Screen each line cheaply; clean lines still go through Arrow in bulk."""
+    pairs = [
+        (text, n)
+        for n, line in enumerate(data.split(b"\n"), first_line)
+        if (text := line.strip(JSON_WS))
+    ]
+    return next(line_chunks(pairs, index, record_index, fast=True, single=True))
