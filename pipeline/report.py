@@ -342,72 +342,85 @@ def _sample(key: str, entry: dict[str, Any]) -> str:
 
 
 def _contract_section(rules: list[dict[str, Any]]) -> str:
-    from schemas import contract_markdown
-
     failures = {(r["column"], r["check"]): r["entries"] for r in rules}
-    lines = contract_markdown().splitlines()
-    intro = [ln for ln in lines if ln and not ln.startswith("|")]
-    table = [ln for ln in lines if ln.startswith("|")]
-    if len(table) < 2:
-        return ""
-    head = split_markdown_row(table[0])
-    rules_column = head.index("rules") if "rules" in head else -1
-    body = []
-    for line in table[2:]:
-        cells = split_markdown_row(line)
-        field = cells[0].strip("`") if cells else ""
-        rendered = []
-        for n, cell in enumerate(cells):
-            html = _inline_code(cell)
-            if n == rules_column:
-                html = _code_with_badges(cell, field, failures)
-            rendered.append(f"<td>{html}</td>")
-        body.append(f'<tr data-field="{escape(field)}">{"".join(rendered)}</tr>')
-    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return contract_section(failures)
+
+
+def contract_section(failures: dict[tuple[str | None, str], int]) -> str:
+    """The contract, rendered from its structure, each check badged with its failures."""
+    from schemas import contract_spec
+    from schemas.columns import DERIVED_COLUMNS
+    from schemas.markdown import check_groups, glue_name, intro, stored_as
+
+    spec = contract_spec()
+    fields = [
+        (
+            f.name,
+            [
+                _code(f.name),
+                f"JSON {escape(f.json_type)}",
+                _code(stored_as(f)),
+                "; ".join(
+                    f"{escape(label)}: " + ", ".join(_badged(f.name, n, failures) for n in names)
+                    for label, names in check_groups(f)
+                ),
+                _inline_code(f.description),
+            ],
+        )
+        for f in spec.fields
+    ]
+    records = [
+        (c.name, [_badged(None, c.name, failures), _inline_code(c.description)])
+        for c in spec.record_checks
+    ]
+    derived = [
+        (c.name, [_code(c.name), _code(glue_name(c.type)), _inline_code(c.description)])
+        for c in DERIVED_COLUMNS
+    ]
     return (
         '<section id="contract"><h2>The contract</h2>'
-        + "".join(f'<p class="note">{_inline_code(t)}</p>' for t in intro)
-        + '<p class="note">Badges count the quarantined entries that broke each rule.</p>'
-        + f'<table id="contract-table"><thead><tr>{header}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></section>"
+        f'<p class="note">{_inline_code(intro(spec))}</p>'
+        '<p class="note">Badges count the quarantined entries that broke each rule.</p>'
+        + _html_table(
+            "contract-table", ["field", "input type", "stored as", "checks", "description"], fields
+        )
+        + '<h3>Record- and file-level checks (no field)</h3>'
+        + _html_table("contract-records", ["check", "description"], records)
+        + "<h3>Columns the table adds to every row</h3>"
+        + _html_table("contract-columns", ["column", "stored as", "description"], derived)
+        + "</section>"
     )
 
 
-def split_markdown_row(line: str) -> list[str]:
-    """Cells of a Markdown table row; a `|` inside backticks stays in its cell."""
-    cells, current, in_code = [], [], False
-    for char in line.strip().strip("|"):
-        if char == "`":
-            in_code = not in_code
-        if char == "|" and not in_code:
-            cells.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    cells.append("".join(current).strip())
-    return cells
+def _html_table(table_id: str, head: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    """A table of rendered cells; each row carries its key as `data-key`."""
+    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join(
+        f'<tr data-key="{escape(key)}">{"".join(f"<td>{c}</td>" for c in cells)}</tr>'
+        for key, cells in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _code(text: str) -> str:
+    return f"<code>{escape(text)}</code>"
+
+
+def _badged(column: str | None, check: str, failures: dict[tuple[str | None, str], int]) -> str:
+    count = failures.get((column, check))
+    badge = f'<span class="badge" title="quarantined entries">{count:,}</span>' if count else ""
+    return f'<code data-check="{escape(check)}">{escape(check)}</code>{badge}'
 
 
 _CODE = re.compile(r"`([^`]*)`")
 
 
 def _inline_code(text: str) -> str:
+    """A description's `code` spans as <code>, the rest escaped."""
     out, last = [], 0
     for m in _CODE.finditer(text):
         out.append(escape(text[last : m.start()]))
         out.append(f"<code>{escape(m[1])}</code>")
-        last = m.end()
-    out.append(escape(text[last:]))
-    return "".join(out)
-
-
-def _code_with_badges(text: str, field: str, failures: dict[tuple[Any, str], int]) -> str:
-    out, last = [], 0
-    for m in _CODE.finditer(text):
-        out.append(escape(text[last : m.start()]))
-        count = failures.get((field, m[1]))
-        badge = f'<span class="badge" title="quarantined entries">{count:,}</span>' if count else ""
-        out.append(f"<code>{escape(m[1])}</code>{badge}")
         last = m.end()
     out.append(escape(text[last:]))
     return "".join(out)
