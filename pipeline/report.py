@@ -384,7 +384,7 @@ def contract_section(failures: dict[tuple[str | None, str], int]) -> str:
         + _html_table(
             "contract-table", ["field", "input type", "stored as", "checks", "description"], fields
         )
-        + '<h3>Record- and file-level checks (no field)</h3>'
+        + "<h3>Record- and file-level checks (no field)</h3>"
         + _html_table("contract-records", ["check", "description"], records)
         + "<h3>Columns the table adds to every row</h3>"
         + _html_table("contract-columns", ["column", "stored as", "description"], derived)

@@ -61,10 +61,7 @@ def contract_markdown() -> str:
     lines += [f"| `{c.name}` | {c.description} |" for c in spec.record_checks]
     lines += ["", "Columns the table adds to every row:", ""]
     lines += ["| column | stored as | description |", "|---|---|---|"]
-    lines += [
-        f"| `{c.name}` | `{glue_name(c.type)}` | {c.description} |"
-        for c in DERIVED_COLUMNS
-    ]
+    lines += [f"| `{c.name}` | `{glue_name(c.type)}` | {c.description} |" for c in DERIVED_COLUMNS]
     return "\n".join(lines)
 
 
