@@ -5,7 +5,6 @@ from __future__ import annotations
 from schemas.catalog import CATEGORIES, PRODUCTS, PRODUCTS_BY_ID, Product
 from schemas.columns import OutputColumn, output_columns, processed_arrow_schema
 from schemas.instants import INSTANT_TYPE, parse_instants, parsing_instants_with
-from schemas.markdown import contract_markdown
 from schemas.transaction import (
     DATAFRAME_CHECK_COLUMNS,
     FIELDS,
@@ -35,7 +34,6 @@ __all__ = [
     "Product",
     "Transaction",
     "contract",
-    "contract_markdown",
     "contract_spec",
     "input_arrow_schema",
     "known_rules",

@@ -11,10 +11,10 @@ import pytest
 from handlers.core.generate import FAULTS
 from handlers.core.instants import InstantCache
 from pipeline.cli import main
-from pipeline.report import contract_section
-from schemas import contract_markdown, contract_spec, known_rules, parse_instants
+from pipeline.report_contract import contract_section
+from schemas import contract_spec, known_rules, parse_instants
 from schemas.columns import DERIVED_COLUMNS
-from schemas.markdown import END_MARKER, START_MARKER
+from schemas.markdown import END_MARKER, START_MARKER, contract_markdown
 from schemas.transaction import DECODE, FILE, PANDERA, RECORD
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,12 +13,12 @@ from schemas import (
     FIELDS,
     Transaction,
     contract,
-    contract_markdown,
     contract_spec,
     input_arrow_schema,
     parse_instants,
     processed_arrow_schema,
 )
+from schemas.markdown import contract_markdown
 
 
 def test_every_field_is_described() -> None:
