@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from handlers.core.generate import FAULTS
 from handlers.core.instants import InstantCache
@@ -188,3 +190,31 @@ def test_instant_cache_is_what_the_checks_use_only_while_checking() -> None:
     with cache.checking():
         assert instant_parser() == cache.parse
     assert instant_parser() is parse_instants
+
+
+_TEXTS = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-02T03:04:05+01:00",
+            "1999-12-31T23:59:59Z",
+            "9999-12-31T23:00:00-05:00",
+            "not a time",
+            "",
+        ]
+    ),
+)
+
+
+@given(column=st.lists(_TEXTS, max_size=40), other=st.lists(_TEXTS, max_size=10))
+def test_instant_cache_never_answers_for_another_column(
+    column: list[str | None], other: list[str | None]
+) -> None:
+    held = pa.array(column, pa.string())
+    cache = InstantCache()
+    cache.hold(held)
+    for values in (held, held.drop_null(), pa.array(other, pa.string())):
+        assert cache.parse(values).equals(parse_instants(values))
+    assert cache.parsed.equals(parse_instants(held))
