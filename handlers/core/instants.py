@@ -31,6 +31,10 @@ class InstantCache:
         self._strings = arrow_strings(column)
         self._parsed = parsed
 
+    def release(self) -> None:
+        """Let the column and its parse go (the chunk is done)."""
+        self._strings = self._parsed = None
+
     @property
     def parsed(self) -> pa.TimestampArray:
         """The column in hand, parsed (now, if nobody has yet)."""

@@ -431,6 +431,7 @@ class _ChunkWriter:
         quarantined = dumps_entries(self._counted(self._entries(chunk, errors), result))
         chunk.release_source()  # the raw slice was only needed for the entries' text
         self._write_rows(chunk, valid)
+        self.instants.release()
         if result.quarantined > before:
             key = quarantine_key(self.base, chunk.index, self.info.last_modified)
             self.quarantine_keys.append(key)
