@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import cache
 
 import pyarrow as arrow
-from pyiceberg.catalog.glue import GLUE_PRIMITIVE_TYPES
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
@@ -64,6 +63,10 @@ def iceberg_type(data_type: arrow.DataType) -> IcebergType:
 
 def glue_type(kind: IcebergType) -> str:
     """Hive type name Glue records for an Iceberg column, with pyiceberg's own mapping."""
+    # Imported here: the Glue catalog module costs ~0.7 s of imports (boto3 clients), and
+    # only the docs and the Pulumi program need the mapping, never a Lambda cold start.
+    from pyiceberg.catalog.glue import GLUE_PRIMITIVE_TYPES
+
     if isinstance(kind, DecimalType):
         return f"decimal({kind.precision},{kind.scale})"
     if type(kind) not in GLUE_PRIMITIVE_TYPES:
