@@ -16,16 +16,15 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from pyiceberg.catalog.glue import GLUE_PRIMITIVE_TYPES
 from pyiceberg.table.metadata import TableMetadata, new_table_metadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
-from pyiceberg.types import DecimalType, NestedField
 
 from infra.config import Settings
 from schemas.iceberg import (
     TABLE_NAME,
     TABLE_PREFIX,
     TABLE_PROPERTIES,
+    glue_type,
     iceberg_partition_spec,
     iceberg_schema,
 )
@@ -70,23 +69,13 @@ def metadata_json(metadata: TableMetadata) -> str:
     return json.dumps(json.loads(metadata.model_dump_json(exclude_none=True)), sort_keys=True)
 
 
-def glue_type(field: NestedField) -> str:
-    """Hive type name for a column, with pyiceberg's own mapping (primitives only)."""
-    kind = field.field_type
-    if isinstance(kind, DecimalType):
-        return f"decimal({kind.precision},{kind.scale})"
-    if type(kind) not in GLUE_PRIMITIVE_TYPES:
-        raise ValueError(f"column {field.name}: no Glue type for {kind}")
-    return GLUE_PRIMITIVE_TYPES[type(kind)]
-
-
 def glue_columns(metadata: TableMetadata) -> list[dict[str, Any]]:
     """Columns as pyiceberg's GlueCatalog records them, so a commit changes nothing else."""
     columns = []
     for field in metadata.schema().columns:
         column: dict[str, Any] = {
             "name": field.name,
-            "type": glue_type(field),
+            "type": glue_type(field.field_type),
             "parameters": {
                 "iceberg.field.id": str(field.field_id),
                 "iceberg.field.optional": str(field.optional).lower(),

@@ -30,10 +30,18 @@ class Triggers(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ecommerce:infra:Triggers", name, None, opts)
-        s = settings
-        child = pulumi.ResourceOptions(parent=self)
+        self.schedule = self._schedule(name, settings, generator)
+        self.allow_s3, self.notification = self._raw_created(
+            name, account_id, bucket_name, bucket_arn, transformer
+        )
+        self.register_outputs({"schedule": self.schedule.name})
 
-        self.schedule = aws.cloudwatch.EventRule(
+    def _schedule(
+        self, name: str, s: Settings, generator: aws.lambda_.Function
+    ) -> aws.cloudwatch.EventRule:
+        """The EventBridge rule that runs the generator, allowed to invoke it."""
+        child = pulumi.ResourceOptions(parent=self)
+        schedule = aws.cloudwatch.EventRule(
             f"{name}-schedule",
             name=f"{s.name_prefix}-generator-schedule",
             description="Runs the generator: one batch of transactions per tick",
@@ -47,18 +55,28 @@ class Triggers(pulumi.ComponentResource):
             action="lambda:InvokeFunction",
             function=generator.name,
             principal="events.amazonaws.com",
-            source_arn=self.schedule.arn,
+            source_arn=schedule.arn,
             opts=child,
         )
         aws.cloudwatch.EventTarget(
             f"{name}-schedule-target",
-            rule=self.schedule.name,
+            rule=schedule.name,
             arn=generator.arn,
             retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[allow_events]),
         )
+        return schedule
 
-        self.allow_s3 = aws.lambda_.Permission(
+    def _raw_created(
+        self,
+        name: str,
+        account_id: pulumi.Input[str],
+        bucket_name: pulumi.Output[str],
+        bucket_arn: pulumi.Output[str],
+        transformer: aws.lambda_.Function,
+    ) -> tuple[aws.lambda_.Permission, aws.s3.BucketNotification]:
+        """The bucket notification that runs the transformer, and S3's permission to."""
+        allow_s3 = aws.lambda_.Permission(
             f"{name}-s3-invoke-transformer",
             action="lambda:InvokeFunction",
             function=transformer.name,
@@ -67,9 +85,9 @@ class Triggers(pulumi.ComponentResource):
             # Bucket ARNs carry no account: pin the caller so a same-named bucket
             # elsewhere cannot invoke the function.
             source_account=account_id,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.notification = aws.s3.BucketNotification(
+        notification = aws.s3.BucketNotification(
             f"{name}-raw-created",
             bucket=bucket_name,
             lambda_functions=[
@@ -84,6 +102,6 @@ class Triggers(pulumi.ComponentResource):
             ],
             # S3 test-invokes the function when the notification is saved: without the
             # permission in place first, the first `pulumi up` fails.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.allow_s3]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[allow_s3]),
         )
-        self.register_outputs({"schedule": self.schedule.name})
+        return allow_s3, notification

@@ -271,7 +271,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_contract(args: argparse.Namespace) -> int:
-    from schemas import contract_markdown
+    from schemas.markdown import contract_markdown
 
     print(contract_markdown())
     return EXIT_OK

@@ -18,7 +18,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from schemas.transaction import output_columns
+from schemas.columns import output_columns, partition_columns
 
 NAMESPACE = "ecommerce"
 TABLE_NAME = "transactions"
@@ -61,6 +61,19 @@ def iceberg_type(data_type: arrow.DataType) -> IcebergType:
     raise ValueError(f"no Iceberg type for Arrow type {data_type}")
 
 
+def glue_type(kind: IcebergType) -> str:
+    """Hive type name Glue records for an Iceberg column, with pyiceberg's own mapping."""
+    # Imported here: the Glue catalog module costs ~0.7 s of imports (boto3 clients), and
+    # only the docs and the Pulumi program need the mapping, never a Lambda cold start.
+    from pyiceberg.catalog.glue import GLUE_PRIMITIVE_TYPES
+
+    if isinstance(kind, DecimalType):
+        return f"decimal({kind.precision},{kind.scale})"
+    if type(kind) not in GLUE_PRIMITIVE_TYPES:
+        raise ValueError(f"no Glue type for {kind}")
+    return GLUE_PRIMITIVE_TYPES[type(kind)]
+
+
 @cache
 def iceberg_schema() -> Schema:
     """The table schema: model fields, derived and lineage columns, then the partition columns.
@@ -85,7 +98,6 @@ def iceberg_schema() -> Schema:
 def iceberg_partition_spec() -> PartitionSpec:
     """Identity partitions on year, month and day, so `WHERE year = … AND month = …` prunes."""
     schema = iceberg_schema()
-    partition_columns = [c.name for c in output_columns() if c.partition]
     return PartitionSpec(
         *(
             PartitionField(
@@ -94,7 +106,7 @@ def iceberg_partition_spec() -> PartitionSpec:
                 transform=IdentityTransform(),
                 name=name,
             )
-            for n, name in enumerate(partition_columns)
+            for n, name in enumerate(partition_columns())
         )
     )
 

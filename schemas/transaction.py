@@ -1,20 +1,23 @@
-"""The transaction data contract: one pandera model drives validation, Arrow, Glue and docs."""
+"""The transaction data contract: the pandera model, and the contract as data derived from it.
+
+`contract_spec()` is the one structure the README table, `pipeline contract`, the HTML
+report, the quarantine CLI's rule names and the table's columns are rendered from.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as arrow
-import pyarrow.compute as pc
 from pandera.typing import Series
 
 from schemas.catalog import CATEGORIES
+from schemas.instants import INSTANT_TYPE, instant_parser
 
 SCHEMA_VERSION = "1.0.0"
 
@@ -28,11 +31,6 @@ FUTURE_SLACK = timedelta(minutes=5)
 PRICE_TYPE = arrow.decimal128(10, MONEY_SCALE)
 # 10,000 x 1,000,000.00 needs 13 digits; 18 keeps it in one INT64 in Parquet.
 TOTAL_TYPE = arrow.decimal128(18, MONEY_SCALE)
-INSTANT_TYPE = arrow.timestamp("us", tz="UTC")
-
-# Anchored at both ends: Arrow's regex match is a search, pandera's str_matches a prefix match.
-ISO8601_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
-_ISO8601 = re.compile(ISO8601_PATTERN)
 
 Text = Annotated[pd.ArrowDtype, arrow.string()]
 Integer = Annotated[pd.ArrowDtype, arrow.int64()]
@@ -43,136 +41,9 @@ _TEXT_RULES = {"str_length": {"min_value": 1, "max_value": MAX_TEXT_LENGTH}}
 TEXT_FIELDS = ("transaction_id", "customer_id", "product_id", "product_name")
 
 
-def parse_instants(
-    values: pd.Series | arrow.Array | arrow.ChunkedArray, *, remember: bool = True
-) -> arrow.TimestampArray:
-    """Parse ISO-8601 strings to UTC instants; null where a value is not a valid instant.
-
-    Offset-less values mean UTC. The vectorised Arrow cast handles clean stretches of
-    the column; a stretch with an impossible date (e.g. Feb 30) is split until the bad
-    values are parsed one by one, so one bad value cannot poison its neighbours.
-
-    Three checks and the writer parse the same column: the last results are kept and
-    returned again for equal input, or for that input without its nulls (compared as
-    Arrow data, far cheaper than parsing).
-    `remember=False` leaves that memory alone (for a thread working ahead).
-    """
-    strings = _strings_of(values)
-    for held, parsed in list(_RECENT):
-        same_shape = len(held) == len(strings) and held.null_count == strings.null_count
-        if same_shape and _chunked(held).equals(_chunked(strings)):
-            return parsed
-        # pandera hands its checks the column without nulls: that one is derived too.
-        without_nulls = (
-            held.null_count > 0
-            and strings.null_count == 0
-            and len(strings) == len(held) - held.null_count
-        )
-        if without_nulls and _chunked(pc.drop_null(held)).equals(_chunked(strings)):
-            return parsed.filter(pc.is_valid(_chunked(held)).combine_chunks())
-    parsed = _parse_instants(strings)
-    if remember:
-        _RECENT[:] = [(strings, parsed), *_RECENT[: _RECENT_SIZE - 1]]
-    return parsed
-
-
-def remember_instants(
-    values: pd.Series | arrow.Array | arrow.ChunkedArray, parsed: arrow.TimestampArray
-) -> None:
-    """Let `parse_instants(values)` return `parsed`, worked out ahead (on another thread)."""
-    _RECENT[:] = [(_strings_of(values), parsed), *_RECENT[: _RECENT_SIZE - 1]]
-
-
-# The checks see the column without its nulls, the writer with them: two to remember.
-_RECENT_SIZE = 2
-_RECENT: list[tuple[arrow.Array | arrow.ChunkedArray, arrow.TimestampArray]] = []
-
-
-def _strings_of(values: pd.Series | arrow.Array | arrow.ChunkedArray) -> arrow.Array:
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype):
-        values = values.array.__arrow_array__()  # the column's own Arrow data, no copy
-    if isinstance(values, arrow.Array | arrow.ChunkedArray):
-        return values if values.type == arrow.string() else values.cast(arrow.string())
-    return arrow.array(values, type=arrow.string(), from_pandas=True)
-
-
-def _chunked(values: arrow.Array | arrow.ChunkedArray) -> arrow.ChunkedArray:
-    return values if isinstance(values, arrow.ChunkedArray) else arrow.chunked_array([values])
-
-
-def _parse_instants(strings: arrow.Array | arrow.ChunkedArray) -> arrow.TimestampArray:
-    if isinstance(strings, arrow.ChunkedArray):
-        strings = strings.combine_chunks()
-    well_formed = pc.fill_null(pc.match_substring_regex(strings, ISO8601_PATTERN), False)
-    if pc.all(pc.ends_with(strings, "Z")).as_py() is not False:
-        normalised = strings  # every value carries its offset: nothing to append
-    else:
-        has_offset = pc.match_substring_regex(strings, r"(Z|[+-]\d{2}(:?\d{2})?)$")
-        normalised = pc.if_else(has_offset, strings, pc.binary_join_element_wise(strings, "Z", ""))
-    if pc.all(well_formed).as_py():
-        candidates = normalised
-    else:
-        candidates = pc.if_else(well_formed, normalised, arrow.scalar(None, arrow.string()))
-    return _cast_instants(candidates)
-
-
-def _cast_instants(candidates: arrow.Array) -> arrow.TimestampArray:
-    try:
-        return pc.cast(candidates, INSTANT_TYPE)
-    except (arrow.ArrowInvalid, arrow.ArrowNotImplementedError):
-        pass
-    # Split off the values no calendar can refuse: they cast in one go, and only the
-    # rest (Feb 29-31, hour 24, year 9999...) is bisected down to the ones that fail.
-    plain = pc.fill_null(pc.match_substring_regex(candidates, _PLAIN_INSTANT_PATTERN), False)
-    mask = plain.to_numpy(zero_copy_only=False)
-    if not mask.any():
-        return _bisect_instants(candidates)
-    parts = [_bisect_instants(candidates.filter(plain)), _bisect_instants(candidates.filter(~mask))]
-    positions = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
-    back = np.empty(len(positions), dtype=np.int64)
-    back[positions] = np.arange(len(positions))
-    return arrow.concat_arrays(parts).take(arrow.array(back))
-
-
-def _bisect_instants(candidates: arrow.Array) -> arrow.TimestampArray:
-    try:
-        return pc.cast(candidates, INSTANT_TYPE)
-    except (arrow.ArrowInvalid, arrow.ArrowNotImplementedError):
-        pass
-    if len(candidates) <= 64:
-        return arrow.array([_parse_one(v) for v in candidates.to_pylist()], INSTANT_TYPE)
-    half = len(candidates) // 2
-    return arrow.concat_arrays(
-        [_bisect_instants(candidates.slice(0, half)), _bisect_instants(candidates.slice(half))]
-    )
-
-
-# Instants every calendar accepts: years 0002-9998 (an offset cannot push them out of
-# range), real days of month (Feb 29 aside), hours 00-23, minutes and seconds 00-59,
-# offsets within a day.
-_PLAIN_INSTANT_PATTERN = (
-    r"^(?:000[2-9]|00[1-9]\d|0[1-9]\d\d|[1-8]\d{3}|9[0-8]\d\d|99[0-8]\d|999[0-8])-"
-    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
-    r"|(?:0[13578]|1[02])-31)"
-    r"[T ](?:[01]\d|2[0-3]):[0-5]\d"
-    r"(?::[0-5]\d(?:\.\d{1,6})?)?(?:Z|[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?$"
-)
-
-
-def _parse_one(value: str | None) -> datetime | None:
-    if value is None or not _ISO8601.match(value):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # e.g. 9999-12-31T23:00-05:00 is past year 9999
-        return None
-
-
 def _instants_of(series: pd.Series) -> pd.Series:
-    parsed = parse_instants(series)
+    # Through the parser in effect: a transform's holds the chunk's column parsed once.
+    parsed = instant_parser()(series)
     return pd.Series(parsed, index=series.index, dtype=pd.ArrowDtype(INSTANT_TYPE))
 
 
@@ -185,6 +56,7 @@ class Transaction(pa.DataFrameModel):
         metadata={"unique_within": "file"},
     )
     timestamp: Series[Text] = pa.Field(
+        metadata={"stored_as": "instant"},
         description=(
             "When the purchase happened: ISO-8601, no offset means UTC; stored as a "
             "UTC instant; not before 2000-01-01Z nor more than 5 minutes after the "
@@ -244,8 +116,8 @@ class Transaction(pa.DataFrameModel):
         coerce = False  # types are enforced while decoding, never coerced
 
 
-# Checks applied while decoding JSON, before pandera sees typed columns. They are part
-# of the contract, so their names live here beside the model's.
+# Names of the checks made outside the pandera model. Quarantine entries report them
+# exactly; `contract_spec()` places each on its field or among the record checks.
 CHECK_UTF8 = "utf8"
 CHECK_NOT_AFTER = "not_after(landed_at+5min)"
 CHECK_GZIP = "gzip"
@@ -261,17 +133,9 @@ CHECK_DUPLICATE_KEY = "duplicate_key"
 CHECK_LINE_TOO_LARGE = "line_too_large"
 CHECK_DOCUMENT_TOO_LARGE = "document_too_large"
 CHECK_TRANSFORM_FAILED = "transform_failed"  # a whole file that kept failing
-RECORD_CHECKS = (
-    CHECK_UTF8,
-    CHECK_GZIP,
-    CHECK_JSON_SYNTAX,
-    CHECK_JSON_OBJECT,
-    CHECK_JSON_DEPTH,
-    CHECK_DUPLICATE_KEY,
-    CHECK_LINE_TOO_LARGE,
-    CHECK_DOCUMENT_TOO_LARGE,
-    CHECK_TRANSFORM_FAILED,
-)
+
+# Checks whose failures belong to a column although pandera reports them frame-wide.
+DATAFRAME_CHECK_COLUMNS = {"total_amount_equals_quantity_times_price": "total_amount"}
 
 
 def json_type(data_type: arrow.DataType) -> str:
@@ -288,10 +152,9 @@ def type_check(data_type: arrow.DataType) -> str:
     return f"type({json_type(data_type)})"
 
 
-# Checks whose failures belong to a column although pandera reports them frame-wide.
-DATAFRAME_CHECK_COLUMNS = {"total_amount_equals_quantity_times_price": "total_amount"}
-
-FIELDS: tuple[str, ...] = tuple(Transaction.to_schema().columns)
+def decimal_places_check(data_type: arrow.DataType) -> str:
+    """Name of the decode-time check that a decimal field's number fits its scale."""
+    return f"decimal_places({data_type.scale})"
 
 
 def contract(reference_time: datetime) -> pa.DataFrameSchema:
@@ -307,6 +170,7 @@ def contract(reference_time: datetime) -> pa.DataFrameSchema:
     return schema.update_column("timestamp", checks=[*column.checks, future])
 
 
+@cache
 def input_arrow_schema() -> arrow.Schema:
     """Arrow types the raw JSON is decoded into, derived from the model."""
     columns = Transaction.to_schema().columns
@@ -315,141 +179,129 @@ def input_arrow_schema() -> arrow.Schema:
     )
 
 
+FIELDS: tuple[str, ...] = tuple(Transaction.to_schema().columns)
+
+
+# --------------------------------------------------------------------------- as data
+
+# Where a check is made. Decoding checks the JSON value before it has a type; pandera
+# checks typed columns; the transformer checks file-wide; record checks judge a line,
+# document or file that never became a row.
+DECODE = "decode"
+PANDERA = "pandera"
+FILE = "file"
+RECORD = "record"
+# How the README and the report name each stage, in the order the checks are made.
+STAGE_LABELS = {DECODE: "decoding", PANDERA: "pandera", FILE: "file-wide", RECORD: "record"}
+
+
 @dataclass(frozen=True)
-class OutputColumn:
-    """A column of `processed/`, with where it comes from."""
+class Check:
+    """One rule, named exactly as quarantine entries report it."""
 
     name: str
-    type: arrow.DataType
+    stage: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FieldContract:
+    """One field of the contract: its types on the wire and in the table, and its checks."""
+
+    name: str
+    input_type: arrow.DataType  # what the JSON value is decoded into
+    stored_type: arrow.DataType  # the table column's Arrow type
+    checks: tuple[Check, ...]
     description: str
-    partition: bool = False
+
+    @property
+    def json_type(self) -> str:
+        return json_type(self.input_type)
+
+    def checks_at(self, stage: str) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.stage == stage)
 
 
-def output_columns() -> tuple[OutputColumn, ...]:
-    """Columns of the processed table, model fields first, then derived and lineage."""
-    columns = Transaction.to_schema().columns
-    model = tuple(
-        OutputColumn(
-            name,
-            INSTANT_TYPE if name == "timestamp" else col.dtype.type.pyarrow_dtype,
-            col.description or "",
-        )
-        for name, col in columns.items()
-    )
-    derived = (
-        OutputColumn("hour", arrow.int8(), "Hour of the UTC instant (0-23)."),
-        OutputColumn("day_of_week", arrow.int8(), "Day of week of the UTC instant, 0 = Monday."),
-        OutputColumn("source_key", arrow.string(), "Key of the raw object the row came from."),
-        OutputColumn("ingested_at", INSTANT_TYPE, "When the transformer wrote the row (UTC)."),
-        OutputColumn("year", arrow.int16(), "Partition: UTC year.", partition=True),
-        OutputColumn("month", arrow.int8(), "Partition: UTC month (1-12).", partition=True),
-        OutputColumn("day", arrow.int8(), "Partition: UTC day of month.", partition=True),
-        # Lineage added with the Iceberg table: appended, so earlier columns keep their ids.
-        OutputColumn(
-            "source_version",
-            arrow.string(),
-            "Version (S3 VersionId or ETag, or a local stamp) of the raw object the row came from.",
-        ),
-        OutputColumn(
-            "replayed_entry_id",
-            arrow.string(),
-            "Quarantine entry id of a row that `quarantine replay` moved here; null otherwise.",
-        ),
-    )
-    return model + derived
+@dataclass(frozen=True)
+class ContractSpec:
+    """The whole contract as data: its fields in order, then the record-level checks."""
+
+    version: str
+    fields: tuple[FieldContract, ...]
+    record_checks: tuple[Check, ...]
+
+    def field(self, name: str) -> FieldContract:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def rules(self) -> list[tuple[str | None, str]]:
+        """(column, check) of every rule a quarantine entry can name; None: whole record."""
+        rules: list[tuple[str | None, str]] = [(None, c.name) for c in self.record_checks]
+        rules += [(f.name, c.name) for f in self.fields for c in f.checks]
+        return rules
 
 
-PARTITION_COLUMNS: tuple[str, ...] = tuple(c.name for c in output_columns() if c.partition)
-
-
-def processed_arrow_schema() -> arrow.Schema:
-    """Schema of each Parquet file in `processed/` (partition columns live in the path)."""
-    return arrow.schema([arrow.field(c.name, c.type) for c in output_columns() if not c.partition])
-
-
-def glue_type(data_type: arrow.DataType) -> str:
-    """Hive/Glue type name of an Arrow type."""
-    if arrow.types.is_decimal(data_type):
-        return f"decimal({data_type.precision},{data_type.scale})"
-    if arrow.types.is_timestamp(data_type):
-        return "timestamp"
-    names = {
-        arrow.string(): "string",
-        arrow.int64(): "bigint",
-        arrow.int32(): "int",
-        arrow.int16(): "smallint",
-        arrow.int8(): "tinyint",
-        arrow.bool_(): "boolean",
-        arrow.float64(): "double",
-    }
-    try:
-        return names[data_type]
-    except KeyError as e:
-        raise ValueError(f"no Glue type for Arrow type {data_type}") from e
-
-
-def glue_columns() -> list[dict[str, str]]:
-    """Glue table columns (name, type, comment) for `processed/`."""
-    return [
-        {"name": c.name, "type": glue_type(c.type), "comment": c.description}
-        for c in output_columns()
-        if not c.partition
-    ]
-
-
-def glue_partition_keys() -> list[dict[str, str]]:
-    """Glue partition keys for `processed/`, Hive-style year/month/day."""
-    return [
-        {"name": c.name, "type": "int", "comment": c.description}
-        for c in output_columns()
-        if c.partition
-    ]
-
-
-def _rules(name: str) -> list[str]:
-    column = Transaction.to_schema().columns[name]
-    rules = [CHECK_NOT_NULL]
-    rules += [str(check.error or check.name) for check in column.checks]
-    return rules
-
-
-# Column checks made outside the pandera model (RECORD_CHECKS above have no column).
-_EXTRA_RULES = {
-    "transaction_id": [CHECK_UNIQUE],
-    "timestamp": [CHECK_NOT_AFTER],
-    "price": [CHECK_DECIMAL_PLACES],
-    "total_amount": [CHECK_DECIMAL_PLACES, next(iter(DATAFRAME_CHECK_COLUMNS))],
+RECORD_CHECK_DESCRIPTIONS = {
+    CHECK_UTF8: "A line or document that is not valid UTF-8.",
+    CHECK_GZIP: "A gzip stream that cannot be read to its end: one entry for the unread rest.",
+    CHECK_JSON_SYNTAX: "A line or document that is not JSON (truncated, `NaN`, `Infinity`...).",
+    CHECK_JSON_OBJECT: "Valid JSON that is not an object.",
+    CHECK_JSON_DEPTH: "JSON nested deeper than the decoder allows.",
+    CHECK_DUPLICATE_KEY: "An object that names the same key twice.",
+    CHECK_LINE_TOO_LARGE: "A line over the size limit: quarantined by its head, never parsed.",
+    CHECK_DOCUMENT_TOO_LARGE: "A JSON document or array element over the size limit.",
+    CHECK_TRANSFORM_FAILED: "A whole file whose transform kept failing: one entry for the file.",
 }
+RECORD_CHECKS = tuple(RECORD_CHECK_DESCRIPTIONS)
 
 
-def column_rules(name: str) -> list[str]:
-    """Every check that guards one field, in the contract table's order."""
-    dtype = Transaction.to_schema().columns[name].dtype.type.pyarrow_dtype
-    return [type_check(dtype), *_rules(name), *_EXTRA_RULES.get(name, [])]
+@cache
+def contract_spec() -> ContractSpec:
+    """The contract as data, derived from the pandera model and the decoder's typing rules."""
+    schema = contract(EARLIEST_INSTANT)  # the landing time changes a bound, not a name
+    frame_checks = {DATAFRAME_CHECK_COLUMNS[str(c.name)]: str(c.name) for c in schema.checks}
+    fields = tuple(
+        FieldContract(
+            name=name,
+            input_type=column.dtype.type.pyarrow_dtype,
+            stored_type=stored_type(column),
+            checks=_field_checks(column, frame_checks.get(name)),
+            description=column.description or "",
+        )
+        for name, column in schema.columns.items()
+    )
+    records = tuple(Check(n, RECORD, d) for n, d in RECORD_CHECK_DESCRIPTIONS.items())
+    return ContractSpec(SCHEMA_VERSION, fields, records)
+
+
+def stored_type(column: pa.Column) -> arrow.DataType:
+    """A field's Arrow type in the table: its input type, or a UTC instant if it is one."""
+    if (column.metadata or {}).get("stored_as") == "instant":
+        return INSTANT_TYPE
+    return column.dtype.type.pyarrow_dtype
+
+
+def _field_checks(column: pa.Column, frame_check: str | None) -> tuple[Check, ...]:
+    data_type = column.dtype.type.pyarrow_dtype
+    decoded = [type_check(data_type)]
+    if json_type(data_type) == "string":
+        decoded.append(CHECK_UTF8)  # e.g. a lone surrogate escape
+    if arrow.types.is_decimal(data_type):
+        decoded.append(decimal_places_check(data_type))
+    modelled = [] if column.nullable else [CHECK_NOT_NULL]
+    modelled += [str(check.error or check.name) for check in column.checks]
+    if frame_check is not None:
+        modelled.append(frame_check)
+    file_wide = [CHECK_UNIQUE] if (column.metadata or {}).get("unique_within") == "file" else []
+    return (
+        *(Check(n, DECODE) for n in decoded),
+        *(Check(n, PANDERA) for n in modelled),
+        *(Check(n, FILE) for n in file_wide),
+    )
 
 
 def known_rules() -> list[tuple[str | None, str]]:
     """(column, check) of every rule a quarantine entry can name; column None: whole record."""
-    rules: list[tuple[str | None, str]] = [(None, check) for check in RECORD_CHECKS]
-    rules += [(name, check) for name in FIELDS for check in column_rules(name)]
-    return rules
-
-
-def contract_markdown() -> str:
-    """The README's contract table, generated from the model."""
-    columns = Transaction.to_schema().columns
-    lines = [
-        f"Schema version `{SCHEMA_VERSION}`. Extra fields are ignored.",
-        "",
-        "| field | input type | stored as | rules | description |",
-        "|---|---|---|---|---|",
-    ]
-    stored = {c.name: c.type for c in output_columns()}
-    for name, column in columns.items():
-        rules = ", ".join(f"`{r}`" for r in column_rules(name))
-        lines.append(
-            f"| `{name}` | JSON {json_type(column.dtype.type.pyarrow_dtype)} | "
-            f"`{glue_type(stored[name])}` | {rules} | {column.description} |"
-        )
-    lines += ["", "Record- and file-level checks: " + ", ".join(f"`{c}`" for c in RECORD_CHECKS)]
-    return "\n".join(lines)
+    return contract_spec().rules()

@@ -22,6 +22,7 @@ import pyarrow as pa
 from handlers.core import commit as commits
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, decode_record
 from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
+from handlers.core.instants import InstantCache
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
 from handlers.core.rows import partitions, to_processed
 from handlers.core.seen import SeenIds
@@ -33,7 +34,7 @@ from schemas import (
     input_arrow_schema,
     parse_instants,
 )
-from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, remember_instants
+from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -272,7 +273,7 @@ def _work_ahead(chunk: Chunk) -> _Ahead:
     return _Ahead(
         chunk,
         id_hashes=SeenIds.hashes(table.column("transaction_id")),
-        instants=parse_instants(table.column("timestamp"), remember=False),
+        instants=parse_instants(table.column("timestamp")),
     )
 
 
@@ -351,6 +352,7 @@ class _ChunkWriter:
         self.now = now
         self.now_text = now.isoformat().replace("+00:00", "Z")
         self.seen = SeenIds()
+        self.instants = InstantCache()  # this run's parsed timestamp column, chunk by chunk
         self.files = commits.DataFileWriter(storage, table, self.base)
         self.quarantine_keys: list[str] = []
 
@@ -362,11 +364,11 @@ class _ChunkWriter:
 
     def plan(self, chunk: Chunk, result: TransformResult, ahead: _Ahead | None = None) -> None:
         """Validate a chunk; write its valid rows as data files and its entries to quarantine."""
-        hashes = None
+        hashes = parsed = None
         if ahead is not None and ahead.instants is not None:
-            remember_instants(chunk.table.column("timestamp"), ahead.instants)
-            hashes = ahead.id_hashes
-        errors = validate(chunk, self.schema, self.seen, id_hashes=hashes)
+            hashes, parsed = ahead.id_hashes, ahead.instants
+        self.instants.hold(chunk.table.column("timestamp"), parsed)
+        errors = validate(chunk, self.schema, self.seen, id_hashes=hashes, instants=self.instants)
         valid = np.ones(chunk.table.num_rows, dtype=bool)
         if errors:
             valid[list(errors)] = False
@@ -376,6 +378,7 @@ class _ChunkWriter:
         quarantined = dumps_entries(self._counted(self._entries(chunk, errors), result))
         chunk.release_source()  # the raw slice was only needed for the entries' text
         self._write_rows(chunk, valid)
+        self.instants.release()
         if result.quarantined > before:
             key = quarantine_key(self.base, chunk.index, self.info.last_modified)
             self.quarantine_keys.append(key)
@@ -396,8 +399,8 @@ class _ChunkWriter:
     def _write_rows(self, chunk: Chunk, valid: np.ndarray) -> None:
         if not valid.any():
             return
-        # Parsed once per chunk: validation already parsed this very column (memoised).
-        instants = parse_instants(chunk.table.column("timestamp"))
+        # Parsed once per chunk: validation already parsed this very column.
+        instants = self.instants.parsed
         table = chunk.table
         if not valid.all():
             mask = pa.array(valid)
@@ -532,13 +535,15 @@ def validate(
     seen: SeenIds,
     *,
     id_hashes: np.ndarray | None = None,
+    instants: InstantCache | None = None,
 ) -> dict[int, list[tuple[str, str]]]:
     """Row -> [(column, check)] for every row that breaks the contract.
 
     pandera validates the typed frame lazily; its failure cases are split per row here.
     Decode-time type errors come first; pandera's `not_nullable` for a column that
     already has a type error is the same problem and is not repeated. `id_hashes` are
-    `SeenIds.hashes` of every row's id, when the caller has them already.
+    `SeenIds.hashes` of every row's id, when the caller has them already; `instants`
+    holds the chunk's timestamp column (and maybe its parse) so it is parsed only once.
     """
     errors: dict[int, list[tuple[str, str]]] = {
         row: list(errs) for row, errs in chunk.decode_errors.items()
@@ -546,8 +551,12 @@ def validate(
     table = chunk.table
     if table.num_rows:
         frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+        if instants is None:
+            instants = InstantCache()
+            instants.hold(table.column("timestamp"))
         try:
-            schema.validate(frame, lazy=True)
+            with instants.checking():
+                schema.validate(frame, lazy=True)
         except pandera.errors.SchemaErrors as e:
             _collect_failures(e.failure_cases, errors)
         _check_unique(table, errors, seen, id_hashes)

@@ -77,7 +77,7 @@ def test_same_seed_and_time_give_the_same_records(
 
 
 def test_fault_catalogue_covers_every_rule() -> None:
-    from schemas import contract_markdown
+    from schemas.markdown import contract_markdown
 
     targeted = {(f.column, f.check) for f in FAULTS}
     table = contract_markdown()

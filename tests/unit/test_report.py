@@ -212,10 +212,6 @@ def test_nice_ceiling() -> None:
     ]
 
 
-def test_markdown_rows_keep_pipes_inside_code() -> None:
-    assert report.split_markdown_row("| `a|b` | c | `d` |") == ["`a|b`", "c", "`d`"]
-
-
 def test_rate_points_bucket_many_sources() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     sources = [

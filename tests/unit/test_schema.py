@@ -13,13 +13,12 @@ from schemas import (
     FIELDS,
     Transaction,
     contract,
-    contract_markdown,
-    glue_columns,
-    glue_partition_keys,
+    contract_spec,
     input_arrow_schema,
     parse_instants,
     processed_arrow_schema,
 )
+from schemas.markdown import contract_markdown
 
 
 def test_every_field_is_described() -> None:
@@ -36,12 +35,10 @@ def test_arrow_and_glue_types_come_from_the_model() -> None:
     assert pa.types.is_decimal(out.field("total_amount").type)
     assert pa.types.is_integer(out.field("quantity").type)
     assert {"source_key", "ingested_at", "hour", "day_of_week"} <= set(out.names)
-    glue = {c["name"]: c["type"] for c in glue_columns()}
-    assert glue["price"] == "decimal(10,2)" and glue["total_amount"] == "decimal(18,2)"
-    assert glue["timestamp"] == "timestamp" and glue["quantity"] == "bigint"
-    assert all(c["comment"] for c in glue_columns())
-    assert [k["name"] for k in glue_partition_keys()] == ["year", "month", "day"]
-    assert not set(glue) & {"year", "month", "day"}
+    assert not set(out.names) & {"year", "month", "day"}  # partitions
+    stored = {f.name: f.stored_type for f in contract_spec().fields}
+    assert stored["timestamp"] == pa.timestamp("us", tz="UTC")
+    assert all(stored[name] == inputs.field(name).type for name in FIELDS if name != "timestamp")
 
 
 def test_contract_table_lists_every_field_and_rule() -> None:
