@@ -148,13 +148,13 @@ def load_table(
     ensure_current_layout(storage)
     env = os.environ if environ is None else environ
     try:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import IntegrityError, OperationalError
     except ImportError:  # the Lambda layer has no SQL catalog, hence no such race
         return _load_or_create(storage, env, create)
     for attempt in range(CREATE_ATTEMPTS):
         try:
             return _load_or_create(storage, env, create)
-        except OperationalError:
+        except (OperationalError, IntegrityError):  # locked, or created by another first
             if attempt == CREATE_ATTEMPTS - 1:
                 raise
             time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
