@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +22,7 @@ from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, d
 from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
 from handlers.core.instants import InstantCache
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
+from handlers.core.prefetch import Ahead, prefetched
 from handlers.core.rows import partitions, to_processed
 from handlers.core.seen import SeenIds
 from handlers.core.storage import ObjectInfo, Storage
@@ -32,7 +31,6 @@ from schemas import (
     DATAFRAME_CHECK_COLUMNS,
     contract,
     input_arrow_schema,
-    parse_instants,
 )
 from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
 
@@ -181,7 +179,7 @@ def _write_chunks(
     info = writer.info
     with (
         storage.open_read(info.key, info.version) as stream,
-        _prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
+        prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
     ):
         writer.warm_up()  # one-time validation setup, while the first chunk decodes
         for ahead in chunks:
@@ -257,78 +255,6 @@ def slice_bytes(environ: Mapping[str, str] | None = None) -> int:
     return DEFAULT_CHUNK_BYTES
 
 
-@dataclass
-class _Ahead:
-    """A decoded chunk, with what the decode-ahead worker worked out for it too."""
-
-    chunk: Chunk
-    id_hashes: np.ndarray | None = None  # SeenIds.hashes of every row's transaction_id
-    instants: pa.Array | None = None  # parse_instants of the whole timestamp column
-
-
-def _work_ahead(chunk: Chunk) -> _Ahead:
-    table = chunk.table
-    if not table.num_rows:
-        return _Ahead(chunk)
-    return _Ahead(
-        chunk,
-        id_hashes=SeenIds.hashes(table.column("transaction_id")),
-        instants=parse_instants(table.column("timestamp")),
-    )
-
-
-@contextmanager
-def _prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[_Ahead]]:
-    """The chunks, the next one decoded on a worker thread while the caller handles this one.
-
-    Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
-    overlaps validation and writing; the worker also hashes the ids and parses the
-    timestamps of its chunk. At most two chunks exist at once: the worker starts on
-    another only when the caller takes the one it finished. Errors (a failed read)
-    surface in the caller, in order.
-    """
-    ready: queue.Queue[tuple[_Ahead | None, BaseException | None]] = queue.Queue()
-    go = threading.Semaphore(1)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            while True:
-                go.acquire()
-                if stop.is_set():
-                    return
-                chunk = next(chunks, None)
-                ready.put((None if chunk is None else _work_ahead(chunk), None))
-                if chunk is None:
-                    return
-                del chunk
-        except BaseException as e:  # handed to the caller, who re-raises it
-            ready.put((None, e))
-
-    def handed() -> Iterator[_Ahead]:
-        while True:
-            ahead, error = ready.get()
-            if error is not None:
-                raise error
-            if ahead is None:
-                return
-            go.release()  # decode the next one while this one is handled
-            yield ahead
-            del ahead
-
-    worker = threading.Thread(target=work, name="decode-ahead", daemon=True)
-    worker.start()
-    try:
-        yield handed()
-    finally:
-        stop.set()
-        go.release()  # wake the worker if it waits for a go
-        worker.join()
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()  # the decoder's own cleanup, now that no thread runs it
-
-
 def _restore_counts(result: TransformResult, summary: dict[str, Any]) -> None:
     result.records_in = int(summary.get("records_in", 0))
     result.processed = int(summary.get("processed", 0))
@@ -362,7 +288,7 @@ class _ChunkWriter:
         with suppress(pandera.errors.SchemaErrors):  # an empty frame passes, but still
             self.schema.validate(empty, lazy=True)
 
-    def plan(self, chunk: Chunk, result: TransformResult, ahead: _Ahead | None = None) -> None:
+    def plan(self, chunk: Chunk, result: TransformResult, ahead: Ahead | None = None) -> None:
         """Validate a chunk; write its valid rows as data files and its entries to quarantine."""
         hashes = parsed = None
         if ahead is not None and ahead.instants is not None:

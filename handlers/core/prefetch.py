@@ -1,0 +1,88 @@
+"""Decode ahead: the next chunk is decoded, hashed and parsed on a worker thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from handlers.core.decode import Chunk
+from handlers.core.seen import SeenIds
+from schemas import parse_instants
+
+
+@dataclass
+class Ahead:
+    """A decoded chunk, with what the decode-ahead worker worked out for it too."""
+
+    chunk: Chunk
+    id_hashes: np.ndarray | None = None  # SeenIds.hashes of every row's transaction_id
+    instants: pa.Array | None = None  # parse_instants of the whole timestamp column
+
+
+def work_ahead(chunk: Chunk) -> Ahead:
+    table = chunk.table
+    if not table.num_rows:
+        return Ahead(chunk)
+    return Ahead(
+        chunk,
+        id_hashes=SeenIds.hashes(table.column("transaction_id")),
+        instants=parse_instants(table.column("timestamp")),
+    )
+
+
+@contextmanager
+def prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[Ahead]]:
+    """The chunks, the next one decoded on a worker thread while the caller handles this one.
+
+    Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
+    overlaps validation and writing; the worker also hashes the ids and parses the
+    timestamps of its chunk. At most two chunks exist at once: the worker starts on
+    another only when the caller takes the one it finished. Errors (a failed read)
+    surface in the caller, in order.
+    """
+    ready: queue.Queue[tuple[Ahead | None, BaseException | None]] = queue.Queue()
+    go = threading.Semaphore(1)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            while True:
+                go.acquire()
+                if stop.is_set():
+                    return
+                chunk = next(chunks, None)
+                ready.put((None if chunk is None else work_ahead(chunk), None))
+                if chunk is None:
+                    return
+                del chunk
+        except BaseException as e:  # handed to the caller, who re-raises it
+            ready.put((None, e))
+
+    def handed() -> Iterator[Ahead]:
+        while True:
+            ahead, error = ready.get()
+            if error is not None:
+                raise error
+            if ahead is None:
+                return
+            go.release()  # decode the next one while this one is handled
+            yield ahead
+            del ahead
+
+    worker = threading.Thread(target=work, name="decode-ahead", daemon=True)
+    worker.start()
+    try:
+        yield handed()
+    finally:
+        stop.set()
+        go.release()  # wake the worker if it waits for a go
+        worker.join()
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the decoder's own cleanup, now that no thread runs it
