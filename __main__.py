@@ -84,6 +84,8 @@ monitoring = Monitoring(
     transformer=functions.transformer.function,
     generator_dlq=functions.generator.dead_letters,
     transformer_dlq=functions.transformer.dead_letters,
+    maintenance=functions.maintenance.function,
+    maintenance_dlq=functions.maintenance.dead_letters,
 )
 
 pulumi.export("bucket", storage.bucket_name)

@@ -32,6 +32,8 @@ class Monitoring(pulumi.ComponentResource):
         transformer: aws.lambda_.Function,
         generator_dlq: aws.sqs.Queue,
         transformer_dlq: aws.sqs.Queue,
+        maintenance: aws.lambda_.Function,
+        maintenance_dlq: aws.sqs.Queue,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("ecommerce:infra:Monitoring", name, None, opts)
@@ -43,6 +45,9 @@ class Monitoring(pulumi.ComponentResource):
             alarms.function_errors("generator", generator),
             alarms.dead_letters("transformer", transformer_dlq),
             alarms.dead_letters("generator", generator_dlq),
+            # A maintenance job failing quietly lets small files and metadata pile up.
+            alarms.function_errors("maintenance", maintenance),
+            alarms.dead_letters("maintenance", maintenance_dlq),
             alarms.quarantine_rate(),
         ]
         self.dashboard = aws.cloudwatch.Dashboard(

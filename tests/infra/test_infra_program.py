@@ -584,6 +584,8 @@ def test_alarms_cover_errors_dead_letters_and_quarantine_rate(view: View) -> Non
         "generator-errors",
         "transformer-dead-letters",
         "generator-dead-letters",
+        "maintenance-errors",
+        "maintenance-dead-letters",
         "quarantine-rate",
     }
     topic_arn = view.one(TOPIC)["outputs"]["arn"]
@@ -593,6 +595,9 @@ def test_alarms_cover_errors_dead_letters_and_quarantine_rate(view: View) -> Non
         "FunctionName": view.function("transformer")["name"]
     }
     assert alarms["transformer-errors"]["metricName"] == "Errors"
+    assert alarms["maintenance-errors"]["dimensions"] == {
+        "FunctionName": view.function("maintenance")["name"]
+    }
     assert alarms["generator-errors"]["dimensions"] == {
         "FunctionName": view.function("generator")["name"]
     }
@@ -619,7 +624,7 @@ def test_dashboard_shows_the_pipeline(view: View) -> None:
     ):
         assert needle in text
     alarm_widget = next(w for w in body["widgets"] if w["type"] == "alarm")
-    assert len(alarm_widget["properties"]["alarms"]) == 5
+    assert len(alarm_widget["properties"]["alarms"]) == 7
 
 
 def test_alarms_and_dashboard_watch_only_metrics_the_transformer_emits(view: View) -> None:
