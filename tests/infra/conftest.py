@@ -62,3 +62,25 @@ def stack_records() -> dict[str, Record]:
 def program() -> Callable[..., Record]:
     """Run the program with config overrides, e.g. to prove bad config is rejected."""
     return run_program
+
+
+# One View per stack (`view`, parametrized) or a named one (`dev`, `prod`), for every test file.
+@pytest.fixture(scope="module", params=STACKS)
+def view(request: pytest.FixtureRequest, stack_records: dict[str, Record]) -> Any:
+    from infra_view import View
+
+    return View(stack_records[request.param])
+
+
+@pytest.fixture(scope="module")
+def dev(stack_records: dict[str, Record]) -> Any:
+    from infra_view import View
+
+    return View(stack_records["dev"])
+
+
+@pytest.fixture(scope="module")
+def prod(stack_records: dict[str, Record]) -> Any:
+    from infra_view import View
+
+    return View(stack_records["prod"])

@@ -54,21 +54,6 @@ BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 LAYER_OBJECT = "aws:s3/bucketObjectv2:BucketObjectv2"
 
 
-@pytest.fixture(scope="module", params=STACKS)
-def view(request: pytest.FixtureRequest, stack_records: dict[str, Any]) -> View:
-    return View(stack_records[request.param])
-
-
-@pytest.fixture(scope="module")
-def dev(stack_records: dict[str, Any]) -> View:
-    return View(stack_records["dev"])
-
-
-@pytest.fixture(scope="module")
-def prod(stack_records: dict[str, Any]) -> View:
-    return View(stack_records["prod"])
-
-
 # -- program shape -----------------------------------------------------------------
 
 

@@ -42,21 +42,6 @@ ALLOWED = (
 )
 
 
-@pytest.fixture(scope="module", params=STACKS)
-def view(request: pytest.FixtureRequest, stack_records: dict[str, Any]) -> View:
-    return View(stack_records[request.param])
-
-
-@pytest.fixture(scope="module")
-def dev(stack_records: dict[str, Any]) -> View:
-    return View(stack_records["dev"])
-
-
-@pytest.fixture(scope="module")
-def prod(stack_records: dict[str, Any]) -> View:
-    return View(stack_records["prod"])
-
-
 # -- parliament ------------------------------------------------------------------------
 
 
