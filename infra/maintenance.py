@@ -6,6 +6,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import Settings
+from infra.schedules import ScheduleNames, scheduled_invocation
 
 
 class MaintenanceSchedule(pulumi.ComponentResource):
@@ -21,32 +22,16 @@ class MaintenanceSchedule(pulumi.ComponentResource):
     ) -> None:
         super().__init__("ecommerce:infra:MaintenanceSchedule", name, None, opts)
         s = settings
-        child = pulumi.ResourceOptions(parent=self)
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-rule",
-            name=f"{s.name_prefix}-maintenance-schedule",
+        self.rule = scheduled_invocation(
+            ScheduleNames(f"{name}-rule", f"{name}-invoke", f"{name}-target"),
+            parent=self,
+            rule_name=f"{s.name_prefix}-maintenance-schedule",
             description="Compacts the Iceberg table, expires snapshots, removes orphan files",
-            schedule_expression=s.maintenance.schedule_expression,
-            state="ENABLED" if s.maintenance.enabled else "DISABLED",
-            tags=s.tags,
-            opts=child,
-        )
-        # A resource policy on the function, not a role: EventBridge rules invoke Lambda
-        # directly, and the source ARN pins this one rule (it carries the account).
-        allow = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-target",
-            rule=self.rule.name,
-            arn=function.arn,
+            expression=s.maintenance.schedule_expression,
+            enabled=s.maintenance.enabled,
+            function=function,
             # A missed run is picked up by the next one; retrying late only adds conflicts.
-            retry_policy={"maximum_retry_attempts": 0, "maximum_event_age_in_seconds": 3600},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[allow]),
+            retries=0,
+            tags=s.tags,
         )
         self.register_outputs({"schedule": self.rule.name})

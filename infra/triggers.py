@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from handlers.core.layout import trigger_suffixes
 from infra import policies
 from infra.config import Settings
+from infra.schedules import ScheduleNames, scheduled_invocation
 
 # Derived from the transformer's own list of raw file names: every name it
 # recognises triggers it, and no two filters overlap (S3 rejects that).
@@ -40,32 +41,19 @@ class Triggers(pulumi.ComponentResource):
         self, name: str, s: Settings, generator: aws.lambda_.Function
     ) -> aws.cloudwatch.EventRule:
         """The EventBridge rule that runs the generator, allowed to invoke it."""
-        child = pulumi.ResourceOptions(parent=self)
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-schedule",
-            name=f"{s.name_prefix}-generator-schedule",
+        return scheduled_invocation(
+            ScheduleNames(
+                f"{name}-schedule", f"{name}-events-invoke-generator", f"{name}-schedule-target"
+            ),
+            parent=self,
+            rule_name=f"{s.name_prefix}-generator-schedule",
             description="Runs the generator: one batch of transactions per tick",
-            schedule_expression=s.schedule_expression,
-            state="ENABLED" if s.schedule_enabled else "DISABLED",
+            expression=s.schedule_expression,
+            enabled=s.schedule_enabled,
+            function=generator,
+            retries=2,
             tags=s.tags,
-            opts=child,
         )
-        allow_events = aws.lambda_.Permission(
-            f"{name}-events-invoke-generator",
-            action="lambda:InvokeFunction",
-            function=generator.name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-schedule-target",
-            rule=schedule.name,
-            arn=generator.arn,
-            retry_policy={"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[allow_events]),
-        )
-        return schedule
 
     def _raw_created(
         self,
