@@ -27,12 +27,8 @@ from handlers.core.rows import partitions, to_processed
 from handlers.core.seen import SeenIds
 from handlers.core.storage import ObjectInfo, Storage
 from handlers.core.table import load_table
-from schemas import (
-    DATAFRAME_CHECK_COLUMNS,
-    contract,
-    input_arrow_schema,
-)
-from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
+from handlers.core.validation import validate
+from schemas import contract, input_arrow_schema
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -97,16 +93,19 @@ def transform_object(
     info = storage.stat(key)
     result = TransformResult(source_key=key, source_version=info.version)
     order = commits.order_token(sequencer, info)
-    table = load_table(storage)
-    decision = commits.decide(storage, table, info, order)
-    if decision.action != commits.COMMITTED:
-        _skip(storage, result, decision)
-        result.seconds = time.perf_counter() - started
-        return result
-    writer = _ChunkWriter(storage, table, info, now or datetime.now(UTC), order)
-    # A failure here leaves written files behind: quarantine files a retry overwrites
-    # (same names), data files no commit lists, which `maintain` removes as orphans.
-    _write_chunks(storage, writer, result, chunk_bytes, on_progress)
+    # The first chunk decodes on the worker thread while the table loads (pyiceberg's
+    # imports, the catalog) and the version is decided; a skipped version drops it.
+    with prefetched(_decoded(storage, info, chunk_bytes or slice_bytes())) as chunks:
+        table = load_table(storage)
+        decision = commits.decide(storage, table, info, order)
+        if decision.action != commits.COMMITTED:
+            _skip(storage, result, decision)
+            result.seconds = time.perf_counter() - started
+            return result
+        writer = _ChunkWriter(storage, table, info, now or datetime.now(UTC), order)
+        # A failure here leaves written files behind: quarantine files a retry overwrites
+        # (same names), data files no commit lists, which `maintain` removes as orphans.
+        _write_chunks(writer, chunks, result, on_progress)
     decision = commit_outputs(
         storage, info, order, writer.files.data_files, writer.quarantine_keys, result, loaded=table
     )
@@ -120,6 +119,16 @@ def transform_object(
         _skip(storage, result, decision)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _decoded(storage: Storage, info: ObjectInfo, chunk_bytes: int) -> Iterator[Chunk]:
+    """The version's chunks; opened by whoever takes the first one (the worker thread).
+
+    A read that fails (the object changed since `stat`) surfaces with the first chunk,
+    after the version was decided: a superseded version is skipped, not failed.
+    """
+    with storage.open_read(info.key, info.version) as stream:
+        yield from decode(stream, chunk_bytes)
 
 
 def commit_outputs(
@@ -170,24 +179,18 @@ def _holds(storage: Storage, info: ObjectInfo) -> bool:
 
 
 def _write_chunks(
-    storage: Storage,
     writer: _ChunkWriter,
+    chunks: Iterator[Ahead],
     result: TransformResult,
-    chunk_bytes: int | None,
     on_progress: Callable[[TransformResult], None] | None,
 ) -> None:
-    info = writer.info
-    with (
-        storage.open_read(info.key, info.version) as stream,
-        prefetched(decode(stream, chunk_bytes or slice_bytes())) as chunks,
-    ):
-        writer.warm_up()  # one-time validation setup, while the first chunk decodes
-        for ahead in chunks:
-            writer.plan(ahead.chunk, result, ahead)
-            del ahead  # its slice and rows go now, not after the next slice is decoded
-            if on_progress is not None:
-                on_progress(result)
-            pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
+    writer.warm_up()  # one-time validation setup, while the first chunk decodes
+    for ahead in chunks:
+        writer.plan(ahead.chunk, result, ahead)
+        del ahead  # its slice and rows go now, not after the next slice is decoded
+        if on_progress is not None:
+            on_progress(result)
+        pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
     result.outputs = [*writer.files.keys, *writer.quarantine_keys]
 
 
@@ -453,79 +456,3 @@ def _original(raw: bytes, columns: list[str]) -> dict[str, Any]:
     ):
         return decode_exact(raw)
     return obj
-
-
-def validate(
-    chunk: Chunk,
-    schema: pandera.DataFrameSchema,
-    seen: SeenIds,
-    *,
-    id_hashes: np.ndarray | None = None,
-    instants: InstantCache | None = None,
-) -> dict[int, list[tuple[str, str]]]:
-    """Row -> [(column, check)] for every row that breaks the contract.
-
-    pandera validates the typed frame lazily; its failure cases are split per row here.
-    Decode-time type errors come first; pandera's `not_nullable` for a column that
-    already has a type error is the same problem and is not repeated. `id_hashes` are
-    `SeenIds.hashes` of every row's id, when the caller has them already; `instants`
-    holds the chunk's timestamp column (and maybe its parse) so it is parsed only once.
-    """
-    errors: dict[int, list[tuple[str, str]]] = {
-        row: list(errs) for row, errs in chunk.decode_errors.items()
-    }
-    table = chunk.table
-    if table.num_rows:
-        frame = table.to_pandas(types_mapper=pd.ArrowDtype)
-        if instants is None:
-            instants = InstantCache()
-            instants.hold(table.column("timestamp"))
-        try:
-            with instants.checking():
-                schema.validate(frame, lazy=True)
-        except pandera.errors.SchemaErrors as e:
-            _collect_failures(e.failure_cases, errors)
-        _check_unique(table, errors, seen, id_hashes)
-    return {row: _dedupe(errs) for row, errs in errors.items() if errs}
-
-
-def _collect_failures(cases: pd.DataFrame, errors: dict[int, list[tuple[str, str]]]) -> None:
-    cases = cases[cases["index"].notna()]
-    columns = cases["column"].astype(object).to_numpy()
-    checks = cases["check"].astype(str).to_numpy()
-    rows = cases["index"].astype("int64").to_numpy()
-    for row, column, check in zip(rows.tolist(), columns.tolist(), checks.tolist(), strict=True):
-        column = DATAFRAME_CHECK_COLUMNS.get(check, column)
-        existing = errors.setdefault(row, [])
-        if check == CHECK_NOT_NULL and any(c == column for c, _ in existing):
-            continue
-        existing.append((column, check))
-
-
-def _check_unique(
-    table: pa.Table,
-    errors: dict[int, list[tuple[str, str]]],
-    seen: SeenIds,
-    id_hashes: np.ndarray | None = None,
-) -> None:
-    # Only rows that are otherwise valid claim an id: the first good copy is kept.
-    candidates = np.ones(table.num_rows, dtype=bool)
-    if errors:
-        candidates[[r for r, errs in errors.items() if errs]] = False
-    rows = np.flatnonzero(candidates)
-    if not len(rows):
-        return
-    if id_hashes is not None:
-        hashes = id_hashes if len(rows) == table.num_rows else id_hashes[rows]
-    else:
-        ids = table.column("transaction_id")
-        if len(rows) < table.num_rows:
-            ids = ids.take(pa.array(rows))
-        hashes = SeenIds.hashes(ids)
-    duplicate = seen.claim(hashes)
-    for row in rows[duplicate].tolist():
-        errors.setdefault(row, []).append(("transaction_id", CHECK_UNIQUE))
-
-
-def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return errs if len(errs) == 1 else list(dict.fromkeys(errs))

@@ -20,7 +20,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from handlers.core.decode import FAST_PATH_ENV, Chunk, decode, fast_path_enabled
-from handlers.core.transform import SeenIds, validate
+from handlers.core.seen import SeenIds
+from handlers.core.validation import validate
 from schemas import contract, input_arrow_schema
 from tests.helpers import GOOD_RECORD
 

@@ -89,11 +89,13 @@ def _salvage(
 ) -> Iterator[Chunk]:
     """What follows a broken spot, line by line, so the good records after it survive."""
     line = broken.line
-    for data in slices(broken.rest, chunk_bytes):
-        if isinstance(data, Oversized):
-            yield rejected_chunk(index, data.rejected(line, record_index))
+    for piece in slices(broken.rest, chunk_bytes):
+        if isinstance(piece, Oversized):
+            yield rejected_chunk(index, piece.rejected(line, record_index))
             index, record_index, line = index + 1, record_index + 1, line + 1
             continue
+        data = piece.data
+        del piece
         lines = []
         for n, text in enumerate(bytes(data).split(b"\n"), line):
             stripped = text.strip(JSON_WS).rstrip(b",").strip(JSON_WS)

@@ -20,23 +20,22 @@ from handlers.core.decode.canonical import (
 from handlers.core.decode.chunk import JSON_WS, Chunk, rejected_chunk
 from handlers.core.decode.exact import decode_exactly
 from handlers.core.decode.records import in_file_order, line_chunks
-from handlers.core.decode.slices import Oversized, line_offsets
+from handlers.core.decode.slices import Oversized, Slice
 from schemas import input_arrow_schema
 
 
-def decode_ndjson(
-    slices: Iterator[bytes | memoryview | Oversized], fast: bool = True
-) -> Iterator[Chunk]:
+def decode_ndjson(slices: Iterator[Slice | Oversized], fast: bool = True) -> Iterator[Chunk]:
     """One chunk per slice; `fast=False` sends every record down the exact path."""
     record_index = 0
     first_line = 1
-    for index, data in enumerate(slices):
-        if isinstance(data, Oversized):
-            yield rejected_chunk(index, data.rejected(first_line, record_index))
+    for index, piece in enumerate(slices):
+        if isinstance(piece, Oversized):
+            yield rejected_chunk(index, piece.rejected(first_line, record_index))
             first_line += 1
             record_index += 1
             continue
-        offsets = line_offsets(data)
+        data, offsets = piece.data, piece.offsets
+        del piece
         chunk = _ndjson_chunk(index, data, offsets, first_line, record_index, fast)
         first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
         del data, offsets  # the chunk keeps what it needs; let go before the next read

@@ -29,12 +29,21 @@ class Oversized:
         return Rejected(self.head, CHECK_LINE_TOO_LARGE, line, record_index, detail)
 
 
-def slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview | Oversized]:
+@dataclass
+class Slice:
+    """Whole lines of a payload (the last slice may lack its newline), and where they start."""
+
+    data: bytes | memoryview
+    offsets: np.ndarray  # line i is data[offsets[i]:offsets[i + 1]], newline kept; then the end
+
+
+def slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[Slice | Oversized]:
     """Bounded slices that end on a line boundary (the last one may not).
 
     Each slice is read straight into its own anonymous memory map and handed out as a
-    view of it: it costs the pages the read fills, once (nothing zero-filled first, no
-    concatenated or cut copies), and a short last slice costs only its own length.
+    view of it: it costs the pages the read fills, once (no concatenated or cut copies),
+    and a short last slice costs only its own length. The one scan for newlines that
+    bounds a slice's lines also gives where each line starts.
     """
     carry = b""
     at_end = False
@@ -51,37 +60,38 @@ def slices(payload: IO[bytes], chunk_bytes: int) -> Iterator[bytes | memoryview 
         end = len(carry) + got
         if not end:
             return
-        cut = _records_cut(buffer, end)
-        if cut < 0:
+        offsets = _line_starts(buffer, end)
+        if len(offsets) == 1:  # no newline: one line, so far
             carry = buffer[:end]
             if len(carry) > screen.MAX_LINE_BYTES:
                 # One absurd line: never held whole; skipped to its end, then reported.
                 size, carry = _skip_line(payload, len(carry))
                 yield Oversized(bytes(buffer[: screen.ENTRY_RAW_CAP]), size)
             elif at_end:
-                yield carry  # the last line, without its newline
+                yield Slice(carry, np.array([0, len(carry)], np.int64))  # the last line
                 return
             continue
-        carry = buffer[cut + 1 : end]
-        piece = memoryview(buffer)[: cut + 1]
+        cut = int(offsets[-1])  # just past the slice's last newline
+        carry = buffer[cut:end]
+        piece = memoryview(buffer)[:cut]
         del buffer  # the view keeps the map alive exactly as long as the chunk needs it
-        yield piece
+        yield Slice(piece, offsets)
         del piece
 
 
-def _records_cut(buffer: mmap.mmap, end: int) -> int:
-    """Where a slice ends: its last newline, or the one that keeps it to MAX_RECORDS_PER_CHUNK."""
-    cut = buffer.rfind(b"\n", 0, end)
-    if cut < 0 or end < screen.MAX_RECORDS_PER_CHUNK * 2:
-        return cut  # too short to hold that many records
+def _line_starts(buffer: mmap.mmap, end: int) -> np.ndarray:
+    """0, then just past each newline in buffer[:end], up to MAX_RECORDS_PER_CHUNK lines."""
     view = np.frombuffer(buffer, np.uint8, count=end)
-    seen = 0
-    for start in range(0, end, SCAN_STEP):
-        newlines = np.flatnonzero(view[start : start + SCAN_STEP] == 10)
-        if seen + len(newlines) > screen.MAX_RECORDS_PER_CHUNK:
-            return start + int(newlines[screen.MAX_RECORDS_PER_CHUNK - seen - 1])
-        seen += len(newlines)
-    return cut
+    parts = [np.zeros(1, np.int64)]
+    room = screen.MAX_RECORDS_PER_CHUNK
+    for start in range(0, end, SCAN_STEP):  # bounded temporaries
+        newlines = np.flatnonzero(view[start : start + SCAN_STEP] == 10)[:room]
+        parts.append(newlines + (start + 1))
+        room -= len(newlines)
+        if not room:
+            break
+    del view  # no export of the map outlives the scan
+    return np.concatenate(parts)
 
 
 def _skip_line(payload: IO[bytes], held: int) -> tuple[int, bytes]:
@@ -104,15 +114,3 @@ def _fill(payload: IO[bytes], view: memoryview) -> int:
             break
         total += n
     return total
-
-
-def line_offsets(data: bytes | memoryview) -> np.ndarray:
-    """Where each line starts, then the end: line i is data[o[i]:o[i + 1]], newline kept."""
-    view = np.frombuffer(data, np.uint8)
-    parts = [np.zeros(1, np.int64)]
-    for start in range(0, len(view), SCAN_STEP):  # bounded temporaries
-        parts.append(np.flatnonzero(view[start : start + SCAN_STEP] == 10) + (start + 1))
-    offsets = np.concatenate(parts)
-    if offsets[-1] != len(view):
-        offsets = np.append(offsets, len(view))
-    return offsets

@@ -1,0 +1,202 @@
+"""Validate a chunk against the pandera contract: which row breaks which rule."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pandera
+import pyarrow as pa
+from pandera.engines import pandas_engine
+
+from handlers.core.decode import Chunk
+from handlers.core.instants import InstantCache
+from handlers.core.seen import SeenIds
+from schemas import DATAFRAME_CHECK_COLUMNS
+from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
+
+# Set to 0 to have pandera report every failure itself (`schema.validate(lazy=True)`):
+# slower, never different (tests/property/test_validation_differential.py).
+FAST_PATH_ENV = "VALIDATE_FAST_PATH"
+
+Errors = dict[int, list[tuple[str, str]]]
+
+
+def fast_path_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the mask path is on: unless VALIDATE_FAST_PATH is 0, false, no or off."""
+    env = os.environ if environ is None else environ
+    return env.get(FAST_PATH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def validate(
+    chunk: Chunk,
+    schema: pandera.DataFrameSchema,
+    seen: SeenIds,
+    *,
+    id_hashes: np.ndarray | None = None,
+    instants: InstantCache | None = None,
+    fast: bool | None = None,
+) -> Errors:
+    """Row -> [(column, check)] for every row that breaks the contract.
+
+    Decode-time type errors come first, then the model's rules in the schema's order
+    (each column's `not_nullable` then its checks, then the frame-wide checks), then the
+    file-wide uniqueness. pandera's `not_nullable` for a column that already has a type
+    error is the same problem and is not repeated. `id_hashes` are `SeenIds.hashes` of
+    every row's id, when the caller has them already; `instants` holds the chunk's
+    timestamp column (and maybe its parse) so it is parsed only once. `fast` (default:
+    `fast_path_enabled()`) runs the model's checks as masks; False has pandera report.
+    """
+    errors: Errors = {row: list(errs) for row, errs in chunk.decode_errors.items()}
+    table = chunk.table
+    if table.num_rows:
+        frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+        if instants is None:
+            instants = InstantCache()
+            instants.hold(table.column("timestamp"))
+        with instants.checking():
+            use_masks = fast_path_enabled() if fast is None else fast
+            failures = rule_failures(frame, schema) if use_masks else None
+            if failures is None:
+                failures = pandera_failures(frame, schema)
+        _add_failures(failures, errors, schema)
+        _check_unique(table, errors, seen, id_hashes)
+    return {row: _dedupe(errs) for row, errs in errors.items() if errs}
+
+
+# (column, check, rows that break it), one per rule that some row breaks.
+Failures = list[tuple[str, str, np.ndarray]]
+
+
+def rule_failures(frame: pd.DataFrame, schema: pandera.DataFrameSchema) -> Failures | None:
+    """The rows each of the model's rules rejects, from its checks' own boolean results.
+
+    Each check runs exactly as pandera runs it (`Check.__call__`: nulls dropped when the
+    check ignores them, then the check function); what is skipped is pandera's report,
+    whose cost per failing check per chunk dominated a faulty file. None when the frame
+    is one this path does not cover (a missing column, a dtype the model does not
+    declare, a check that raised, a result not aligned with the rows): then the caller
+    asks pandera itself, which reports those cases as it always has.
+    """
+    failures: Failures = []
+    rows = len(frame)
+    try:
+        for name, column in schema.columns.items():
+            if name not in frame.columns:
+                return None
+            series = frame[name]
+            if column.dtype is not None and not column.dtype.check(
+                pandas_engine.Engine.dtype(series.dtype)
+            ):
+                return None
+            if not column.nullable:
+                failures.append((name, CHECK_NOT_NULL, _failing(series.isna(), rows, True)))
+            for check in column.checks:
+                output = check(series).check_output
+                failures.append((name, _check_name(check), _failing(output, rows)))
+        for check in schema.checks:
+            output = check(frame).check_output
+            column = DATAFRAME_CHECK_COLUMNS.get(_check_name(check), "")
+            failures.append((column, _check_name(check), _failing(output, rows)))
+    except Exception:  # pandera reports a raising check its own way: let it
+        return None
+    return [failure for failure in failures if len(failure[2])]
+
+
+class _NotCovered(Exception):
+    """A check's result this path cannot turn into rows; pandera decides instead."""
+
+
+def _check_name(check: pandera.Check) -> str:
+    # What pandera's failure cases call it: a built-in check's error text, else its name.
+    return str(check.error or check.name)
+
+
+def _failing(output: object, rows: int, flagged: bool = False) -> np.ndarray:
+    """Positions of the rows a check's output rejects (`flagged`: True marks a failure)."""
+    if not isinstance(output, pd.Series) or output.hasnans or not _boolean(output.dtype):
+        raise _NotCovered
+    values = output.to_numpy(dtype=bool)
+    bad = values if flagged else ~values
+    index = output.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return np.flatnonzero(bad)
+    at = index.to_numpy()[bad]
+    if at.dtype.kind not in "iu" or (len(at) and (at.min() < 0 or at.max() >= rows)):
+        raise _NotCovered
+    return at.astype(np.int64)
+
+
+def _boolean(dtype: object) -> bool:
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_boolean(dtype.pyarrow_dtype)
+    return dtype == np.dtype(bool) or isinstance(dtype, pd.BooleanDtype)
+
+
+def pandera_failures(frame: pd.DataFrame, schema: pandera.DataFrameSchema) -> Failures:
+    """The rows each rule rejects, as pandera's lazy validation reports them."""
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as e:
+        cases = e.failure_cases
+    else:
+        return []
+    cases = cases[cases["index"].notna()]
+    found: dict[tuple[str, str], list[int]] = {}
+    columns = cases["column"].astype(object).tolist()
+    checks = cases["check"].astype(str).tolist()
+    rows = cases["index"].astype("int64").tolist()
+    for row, column, check in zip(rows, columns, checks, strict=True):
+        found.setdefault((DATAFRAME_CHECK_COLUMNS.get(check, column), check), []).append(row)
+    return [(column, check, np.array(at, np.int64)) for (column, check), at in found.items()]
+
+
+def rule_order(schema: pandera.DataFrameSchema) -> dict[tuple[str, str], int]:
+    """(column, check) -> its place in the schema: the order a row's errors are listed in."""
+    rules: list[tuple[str, str]] = []
+    for name, column in schema.columns.items():
+        if not column.nullable:
+            rules.append((name, CHECK_NOT_NULL))
+        rules += [(name, _check_name(check)) for check in column.checks]
+    for check in schema.checks:
+        rules.append((DATAFRAME_CHECK_COLUMNS.get(_check_name(check), ""), _check_name(check)))
+    return {rule: n for n, rule in enumerate(rules)}
+
+
+def _add_failures(failures: Failures, errors: Errors, schema: pandera.DataFrameSchema) -> None:
+    rank = rule_order(schema)
+    # Decode errors: the column had no value, so its `not_nullable` says nothing more.
+    typed = {(row, column) for row, errs in errors.items() for column, _ in errs}
+    for column, check, rows in sorted(failures, key=lambda f: rank.get(f[:2], len(rank))):
+        for row in np.unique(rows).tolist():
+            if check == CHECK_NOT_NULL and (row, column) in typed:
+                continue
+            errors.setdefault(row, []).append((column, check))
+
+
+def _check_unique(
+    table: pa.Table, errors: Errors, seen: SeenIds, id_hashes: np.ndarray | None = None
+) -> None:
+    # Only rows that are otherwise valid claim an id: the first good copy is kept.
+    candidates = np.ones(table.num_rows, dtype=bool)
+    if errors:
+        candidates[[r for r, errs in errors.items() if errs]] = False
+    rows = np.flatnonzero(candidates)
+    if not len(rows):
+        return
+    if id_hashes is not None:
+        hashes = id_hashes if len(rows) == table.num_rows else id_hashes[rows]
+    else:
+        ids = table.column("transaction_id")
+        if len(rows) < table.num_rows:
+            ids = ids.take(pa.array(rows))
+        hashes = SeenIds.hashes(ids)
+    duplicate = seen.claim(hashes)
+    for row in rows[duplicate].tolist():
+        errors.setdefault(row, []).append(("transaction_id", CHECK_UNIQUE))
+
+
+def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return errs if len(errs) == 1 else list(dict.fromkeys(errs))
