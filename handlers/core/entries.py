@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -106,10 +106,21 @@ def build_entry(
 
 def dumps_entries(entries: Iterable[dict[str, Any]]) -> bytes:
     """JSON Lines bytes of entries, built up as they come (never a list of them all)."""
+    return b"".join(dumps_batches(entries, None))
+
+
+def dumps_batches(entries: Iterable[dict[str, Any]], size: int | None) -> Iterator[bytes]:
+    """JSON Lines bytes of entries, `size` entries at a time (all at once for None)."""
     out = io.BytesIO()
+    held = 0
     for entry in entries:
         out.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
-    return out.getvalue()
+        held += 1
+        if held == size:
+            yield out.getvalue()
+            out, held = io.BytesIO(), 0
+    if held:
+        yield out.getvalue()
 
 
 _EXACT = json.JSONDecoder(parse_float=Decimal)

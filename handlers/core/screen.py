@@ -10,7 +10,11 @@ import numpy as np
 # Every limit below bounds memory or stack whatever the input (see README, Guarantees).
 MAX_DEPTH = 64  # nesting of arrays/objects in one record (a record is flat: depth 1)
 MAX_LINE_BYTES = 32 * 1024 * 1024  # one NDJSON line or document element; never held whole
-MAX_RECORDS_PER_CHUNK = 131_072  # records in one chunk (bounds its entries and errors)
+# Records in one chunk: canonical lines, which Arrow reads in place, cost little each
+# whatever they break; lines that leave the fast path cost a decoded record each.
+MAX_RECORDS_PER_CHUNK = 131_072
+MAX_EXACT_RECORDS_PER_CHUNK = 32_768
+MAX_ENTRIES_PER_FILE = 32_768  # quarantine entries one file holds (one chunk may need more)
 MAX_INFLATED_BYTES = 8 * 1024 * 1024 * 1024  # what one gzip object may expand to
 # Real NDJSON compresses 4-10 times; a bomb over 1000 (2 MB -> 2 GiB).
 MAX_GZIP_RATIO = 100  # inflated / compressed, checked once past RATIO_GRACE_BYTES

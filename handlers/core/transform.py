@@ -18,8 +18,9 @@ import pandera.pandas as pandera
 import pyarrow as pa
 
 from handlers.core import commit as commits
+from handlers.core import screen
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, decode_record
-from handlers.core.entries import build_entry, decode_exact, dumps_entries, entry_id
+from handlers.core.entries import build_entry, decode_exact, dumps_batches, entry_id
 from handlers.core.instants import InstantCache
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
 from handlers.core.prefetch import Ahead, prefetched
@@ -301,17 +302,17 @@ class _ChunkWriter:
         valid = np.ones(chunk.table.num_rows, dtype=bool)
         if errors:
             valid[list(errors)] = False
-        # Entries are serialised as they are built: a chunk of mostly bad records holds
-        # their JSON text, not tens of thousands of dicts.
-        before = result.quarantined
-        quarantined = dumps_entries(self._counted(self._entries(chunk, errors), result))
+        # Entries are serialised as they are built and written MAX_ENTRIES_PER_FILE at a
+        # time: a chunk of bad records holds one file's JSON text, never all its dicts.
+        entries = self._counted(self._entries(chunk, errors), result)
+        for part, text in enumerate(dumps_batches(entries, screen.MAX_ENTRIES_PER_FILE)):
+            tag = f"p{part:03d}" if part else ""
+            key = quarantine_key(self.base, chunk.index, self.info.last_modified, tag)
+            self.quarantine_keys.append(key)
+            self.storage.put_bytes(key, text)
         chunk.release_source()  # the raw slice was only needed for the entries' text
         self._write_rows(chunk, valid)
         self.instants.release()
-        if result.quarantined > before:
-            key = quarantine_key(self.base, chunk.index, self.info.last_modified)
-            self.quarantine_keys.append(key)
-            self.storage.put_bytes(key, quarantined)
         result.records_in += chunk.records
         result.processed += int(valid.sum())
 

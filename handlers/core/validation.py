@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,8 @@ from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
 # slower, never different (tests/property/test_validation_differential.py).
 FAST_PATH_ENV = "VALIDATE_FAST_PATH"
 
-Errors = dict[int, list[tuple[str, str]]]
+# Row -> the (column, check) rules it breaks; rows breaking the same rules may share one.
+Errors = dict[int, Sequence[tuple[str, str]]]
 
 
 def fast_path_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -166,14 +167,43 @@ def rule_order(schema: pandera.DataFrameSchema) -> dict[tuple[str, str], int]:
 
 
 def _add_failures(failures: Failures, errors: Errors, schema: pandera.DataFrameSchema) -> None:
+    """Each failing row's rules, in the schema's order, after its decode errors.
+
+    Rows that break the same rules share one tuple of them: an all-bad chunk of a
+    hundred thousand rows then holds a handful of tuples, not a list per row.
+    """
+    if not failures:
+        return
     rank = rule_order(schema)
-    # Decode errors: the column had no value, so its `not_nullable` says nothing more.
-    typed = {(row, column) for row, errs in errors.items() for column, _ in errs}
-    for column, check, rows in sorted(failures, key=lambda f: rank.get(f[:2], len(rank))):
-        for row in np.unique(rows).tolist():
-            if check == CHECK_NOT_NULL and (row, column) in typed:
-                continue
-            errors.setdefault(row, []).append((column, check))
+    ordered = sorted(failures, key=lambda f: rank.get((f[0], f[1]), len(rank)))
+    rules = [(column, check) for column, check, _ in ordered]
+    if len(rules) > 64:  # more rules than a bit mask holds: one row at a time
+        for rule, (_, _, rows) in zip(rules, ordered, strict=True):
+            for row in np.unique(rows).tolist():
+                _extend(errors, row, (rule,))
+        return
+    size = 1 + max(int(rows.max()) for _, _, rows in ordered)
+    codes = np.zeros(size, dtype=np.uint64)
+    for bit, (_, _, rows) in enumerate(ordered):
+        codes[rows] |= np.uint64(1 << bit)
+    failing = np.flatnonzero(codes)
+    kinds, which = np.unique(codes[failing], return_inverse=True)
+    shared = [
+        tuple(rule for bit, rule in enumerate(rules) if code >> bit & 1) for code in kinds.tolist()
+    ]
+    for row, kind in zip(failing.tolist(), which.tolist(), strict=True):
+        _extend(errors, row, shared[kind])
+
+
+def _extend(errors: Errors, row: int, rules: tuple[tuple[str, str], ...]) -> None:
+    existing = errors.get(row)
+    if not existing:
+        errors[row] = rules
+        return
+    # A decode error means the column had no value: its `not_nullable` says nothing more.
+    typed = {column for column, _ in existing}
+    more = [r for r in rules if not (r[1] == CHECK_NOT_NULL and r[0] in typed)]
+    errors[row] = [*existing, *more]
 
 
 def _check_unique(
@@ -195,8 +225,12 @@ def _check_unique(
         hashes = SeenIds.hashes(ids)
     duplicate = seen.claim(hashes)
     for row in rows[duplicate].tolist():
-        errors.setdefault(row, []).append(("transaction_id", CHECK_UNIQUE))
+        errors[row] = (_UNIQUE,)  # only rows with no other error get here
 
 
-def _dedupe(errs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return errs if len(errs) == 1 else list(dict.fromkeys(errs))
+_UNIQUE = ("transaction_id", CHECK_UNIQUE)
+
+
+def _dedupe(errs: Sequence[tuple[str, str]]) -> Sequence[tuple[str, str]]:
+    # Shared tuples hold each rule once; lists gathered per row may repeat one.
+    return errs if isinstance(errs, tuple) or len(errs) == 1 else list(dict.fromkeys(errs))

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from handlers.core import screen
 from handlers.core.decode.canonical import (
     arrow_rows,
     canonical_line_pattern,
@@ -25,43 +26,80 @@ from schemas import input_arrow_schema
 
 
 def decode_ndjson(slices: Iterator[Slice | Oversized], fast: bool = True) -> Iterator[Chunk]:
-    """One chunk per slice; `fast=False` sends every record down the exact path."""
+    """Chunks of a slice's lines; `fast=False` sends every record down the exact path.
+
+    A slice of canonical lines is one chunk, read by Arrow in place (up to
+    MAX_RECORDS_PER_CHUNK rows, which cost little each however bad they are). Any other
+    slice is cut into chunks of at most MAX_EXACT_RECORDS_PER_CHUNK lines, since the
+    lines that leave the fast path cost a decoded record each.
+    """
     record_index = 0
     first_line = 1
-    for index, piece in enumerate(slices):
+    index = 0
+    for piece in slices:
         if isinstance(piece, Oversized):
             yield rejected_chunk(index, piece.rejected(first_line, record_index))
-            first_line += 1
-            record_index += 1
+            index, first_line, record_index = index + 1, first_line + 1, record_index + 1
             continue
-        data, offsets = piece.data, piece.offsets
+        for part in _parts(piece, fast):
+            chunk = _ndjson_chunk(index, part, first_line, record_index, fast)
+            first_line += len(part.offsets) - 1 - (0 if part.data[-1:] == b"\n" else 1)
+            del part  # the chunk keeps what it needs; let go before the next read
+            index, record_index = index + 1, record_index + chunk.records
+            yield chunk
+            del chunk
         del piece
-        chunk = _ndjson_chunk(index, data, offsets, first_line, record_index, fast)
-        first_line += len(offsets) - 1 - (0 if data[-1:] == b"\n" else 1)  # newlines
-        del data, offsets  # the chunk keeps what it needs; let go before the next read
-        record_index += chunk.records
-        yield chunk
-        del chunk
 
 
-def _ndjson_chunk(
-    index: int,
-    data: bytes | memoryview,
-    offsets: np.ndarray,
-    first_line: int,
-    record_index: int,
-    fast: bool,
-) -> Chunk:
+@dataclass
+class _Part:
+    """Lines of a slice that become one chunk, and what is known of them already."""
+
+    data: bytes | memoryview
+    offsets: np.ndarray
+    table: pa.Table | None = None  # Arrow's read of them all, when they are all canonical
+    mixed: bool = False  # known not to be all canonical
+
+
+def _parts(piece: Slice, fast: bool) -> Iterator[_Part]:
+    """The slice whole when it is short or Arrow reads it all; else parts of bounded lines."""
+    data, offsets = piece.data, piece.offsets
     count = len(offsets) - 1
+    step = screen.MAX_EXACT_RECORDS_PER_CHUNK
+    if count <= step:
+        yield _Part(data, offsets)
+        return
+    if fast and _all_canonical(data):
+        table = arrow_rows(pa.py_buffer(data), count)
+        if table is not None:
+            yield _Part(data, offsets, table)
+            return
+    view = memoryview(data)
+    for first in range(0, count, step):
+        lines = offsets[first : first + step + 1]
+        start, end = int(lines[0]), int(lines[-1])
+        yield _Part(view[start:end], lines - start, mixed=True)
+
+
+def _all_canonical(data: bytes | memoryview) -> bool:
+    """One regex pass over the whole slice: is every line a plain record?"""
     buffer = pa.py_buffer(data)
     whole = pa.Array.from_buffers(
         pa.binary(), 1, [None, pa.py_buffer(np.array([0, len(buffer)], np.int32)), buffer]
     )
-    if fast and count and pc.match_substring_regex(whole, canonical_slice_pattern())[0].as_py():
-        # Every line is a plain record (so none is blank): Arrow reads the slice in place.
+    return bool(pc.match_substring_regex(whole, canonical_slice_pattern())[0].as_py())
+
+
+def _ndjson_chunk(index: int, part: _Part, first_line: int, record_index: int, fast: bool) -> Chunk:
+    data, offsets, table = part.data, part.offsets, part.table
+    count = len(offsets) - 1
+    buffer = pa.py_buffer(data)
+    if table is None and fast and count and not part.mixed and _all_canonical(data):
         table = arrow_rows(buffer, count)
         if table is None:
             return _screened_chunk(index, bytes(data), first_line, record_index)
+    if table is not None:
+        # Every line is a plain record (so none is blank): Arrow read the slice in place.
         return Chunk(
             index=index,
             table=table,
