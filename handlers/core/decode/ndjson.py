@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -58,11 +59,12 @@ class _Part:
     data: bytes | memoryview
     offsets: np.ndarray
     table: pa.Table | None = None  # Arrow's read of them all, when they are all canonical
-    mixed: bool = False  # known not to be all canonical
+    canonical: np.ndarray | None = None  # which lines are, when already matched
 
 
 def _parts(piece: Slice, fast: bool) -> Iterator[_Part]:
-    """The slice whole when it is short or Arrow reads it all; else parts of bounded lines."""
+    """The slice whole, unless more than MAX_EXACT_RECORDS_PER_CHUNK of its lines need
+    the per-line path: then parts holding at most that many of them each."""
     data, offsets = piece.data, piece.offsets
     count = len(offsets) - 1
     step = screen.MAX_EXACT_RECORDS_PER_CHUNK
@@ -72,13 +74,37 @@ def _parts(piece: Slice, fast: bool) -> Iterator[_Part]:
     if fast and _all_canonical(data):
         table = arrow_rows(pa.py_buffer(data), count)
         if table is not None:
-            yield _Part(data, offsets, table)
+            yield _Part(data, offsets, table=table)
             return
+        canonical = np.zeros(count, dtype=bool)  # Arrow disagreed: trust no line to it
+    else:
+        canonical = _canonical_lines(_lines(data, offsets), fast)
+    per_line = np.cumsum(~canonical)
+    if per_line[-1] <= step:
+        yield _Part(data, offsets, canonical=canonical)
+        return
+    bounds = [0, *np.searchsorted(per_line, np.arange(step, per_line[-1], step), "right"), count]
     view = memoryview(data)
-    for first in range(0, count, step):
-        lines = offsets[first : first + step + 1]
+    for first, last in itertools.pairwise(int(b) for b in bounds):
+        lines = offsets[first : last + 1]
         start, end = int(lines[0]), int(lines[-1])
-        yield _Part(view[start:end], lines - start, mixed=True)
+        yield _Part(view[start:end], lines - start, canonical=canonical[first:last])
+
+
+def _lines(data: bytes | memoryview, offsets: np.ndarray) -> pa.BinaryArray:
+    """The slice's lines as an Arrow array over the slice itself (no copy)."""
+    return pa.Array.from_buffers(
+        pa.binary(),
+        len(offsets) - 1,
+        [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)],
+    )
+
+
+def _canonical_lines(lines: pa.BinaryArray, fast: bool) -> np.ndarray:
+    if not fast:
+        return np.zeros(len(lines), dtype=bool)
+    matched = pc.match_substring_regex(lines, canonical_line_pattern())
+    return matched.to_numpy(zero_copy_only=False)
 
 
 def _all_canonical(data: bytes | memoryview) -> bool:
@@ -93,9 +119,8 @@ def _all_canonical(data: bytes | memoryview) -> bool:
 def _ndjson_chunk(index: int, part: _Part, first_line: int, record_index: int, fast: bool) -> Chunk:
     data, offsets, table = part.data, part.offsets, part.table
     count = len(offsets) - 1
-    buffer = pa.py_buffer(data)
-    if table is None and fast and count and not part.mixed and _all_canonical(data):
-        table = arrow_rows(buffer, count)
+    if table is None and part.canonical is None and fast and count and _all_canonical(data):
+        table = arrow_rows(pa.py_buffer(data), count)
         if table is None:
             return _screened_chunk(index, bytes(data), first_line, record_index)
     if table is not None:
@@ -109,14 +134,8 @@ def _ndjson_chunk(index: int, part: _Part, first_line: int, record_index: int, f
             source=data,
             spans=(offsets[:-1], offsets[1:]),
         )
-    lines = pa.Array.from_buffers(
-        pa.binary(), count, [None, pa.py_buffer(offsets.astype(np.int32)), buffer]
-    )
-    if fast:
-        canonical = pc.match_substring_regex(lines, canonical_line_pattern())
-        canonical = canonical.to_numpy(zero_copy_only=False)
-    else:
-        canonical = np.zeros(count, dtype=bool)
+    lines = _lines(data, offsets)
+    canonical = part.canonical if part.canonical is not None else _canonical_lines(lines, fast)
     return _mixed_chunk(index, data, first_line, record_index, lines, canonical, fast)
 
 
