@@ -6,19 +6,16 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
-import pandera.pandas as pandera
 import pyarrow as pa
 
 from handlers.core import commit as commits
-from handlers.core import screen
+from handlers.core import screen, validation
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, decode_record
 from handlers.core.entries import build_entry, decode_exact, dumps_batches, entry_id
 from handlers.core.instants import InstantCache
@@ -287,10 +284,8 @@ class _ChunkWriter:
         self.quarantine_keys: list[str] = []
 
     def warm_up(self) -> None:
-        """Validate an empty frame: pandera's one-time setup, off the first chunk's path."""
-        empty = input_arrow_schema().empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-        with suppress(pandera.errors.SchemaErrors):  # an empty frame passes, but still
-            self.schema.validate(empty, lazy=True)
+        """Validation's one-time setup, while the first chunk decodes."""
+        validation.warm_up(self.schema)
 
     def plan(self, chunk: Chunk, result: TransformResult, ahead: Ahead | None = None) -> None:
         """Validate a chunk; write its valid rows as data files and its entries to quarantine."""
