@@ -62,7 +62,8 @@ def decode_document(payload: IO[bytes], chunk_bytes: int, fast: bool = True) -> 
         if isinstance(item, documents.Element):
             batch.append((item.text, item.line))
             size += len(item.text)
-            if size < chunk_bytes and len(batch) < screen.MAX_RECORDS_PER_CHUNK:
+            # Each element is decoded on its own (no bulk read in place): the per-line cap.
+            if size < chunk_bytes and len(batch) < screen.MAX_EXACT_RECORDS_PER_CHUNK:
                 continue
         if batch:
             chunk = next(line_chunks(batch, index, record_index, fast, single=True))
