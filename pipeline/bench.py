@@ -315,6 +315,8 @@ def run(args: argparse.Namespace) -> Report:
             "original": not args.skip_original,
         },
     )
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-bench-", dir=args.workdir))
     try:
         clean, faulty, clean_bytes = _inputs(workdir, args)
@@ -511,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the Iceberg small-file item (2,880 commits, then maintain)",
     )
-    parser.add_argument("--workdir", default=None, help="where inputs go (default: system temp)")
+    parser.add_argument(
+        "--workdir", default=None, help="where inputs go (created if missing; default: system temp)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
     parser.add_argument(
         "--out-dir", default=str(RESULTS_DIR), help="where the JSON goes (default bench-results/)"

@@ -143,6 +143,8 @@ def print_hostile(rows: Sequence[HostileRow]) -> None:
 
 def hostile_section(workdir: Path | None = None) -> list[dict[str, Any]]:
     """The section `make bench` runs: build, measure, print; the rows as dicts for JSON."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         rows = run_hostile(Path(scratch))
     print_hostile(rows)
