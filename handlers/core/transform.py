@@ -93,6 +93,7 @@ def transform_object(
     order = commits.order_token(sequencer, info)
     # The first chunk decodes on the worker thread while the table loads (pyiceberg's
     # imports, the catalog) and the version is decided; a skipped version drops it.
+    storage.prepare_threads()  # the worker reads through the same client
     with prefetched(_decoded(storage, info, chunk_bytes or slice_bytes())) as chunks:
         table = load_table(storage)
         decision = commits.decide(storage, table, info, order)
