@@ -157,6 +157,11 @@ def decimal_places_check(data_type: arrow.DataType) -> str:
     return f"decimal_places({data_type.scale})"
 
 
+def check_name(check: pa.Check) -> str:
+    """A pandera check's name as its failures report it: a built-in's error text, else its name."""
+    return str(check.error or check.name)
+
+
 def contract(reference_time: datetime) -> pa.DataFrameSchema:
     """The model's schema plus the check that depends on when the object landed."""
     latest = pd.Timestamp(reference_time.astimezone(UTC) + FUTURE_SLACK)
@@ -291,7 +296,7 @@ def _field_checks(column: pa.Column, frame_check: str | None) -> tuple[Check, ..
     if arrow.types.is_decimal(data_type):
         decoded.append(decimal_places_check(data_type))
     modelled = [] if column.nullable else [CHECK_NOT_NULL]
-    modelled += [str(check.error or check.name) for check in column.checks]
+    modelled += [check_name(check) for check in column.checks]
     if frame_check is not None:
         modelled.append(frame_check)
     file_wide = [CHECK_UNIQUE] if (column.metadata or {}).get("unique_within") == "file" else []

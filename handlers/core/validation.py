@@ -15,7 +15,7 @@ from handlers.core.decode import Chunk
 from handlers.core.instants import InstantCache
 from handlers.core.seen import SeenIds
 from schemas import DATAFRAME_CHECK_COLUMNS, input_arrow_schema
-from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE
+from schemas.transaction import CHECK_NOT_NULL, CHECK_UNIQUE, check_name
 
 # Set to 0 to have pandera report every failure itself (`schema.validate(lazy=True)`):
 # slower, never different (tests/property/test_validation_differential.py).
@@ -108,11 +108,11 @@ def rule_failures(frame: pd.DataFrame, schema: pandera.DataFrameSchema) -> Failu
             present = series[~nulls.to_numpy()] if nulls.any() else series
             for check in column.checks:
                 output = check(present if check.ignore_na else series).check_output
-                failures.append((name, _check_name(check), _failing(output, rows)))
+                failures.append((name, check_name(check), _failing(output, rows)))
         for check in schema.checks:
             output = check(frame).check_output
-            column = DATAFRAME_CHECK_COLUMNS.get(_check_name(check), "")
-            failures.append((column, _check_name(check), _failing(output, rows)))
+            column = DATAFRAME_CHECK_COLUMNS.get(check_name(check), "")
+            failures.append((column, check_name(check), _failing(output, rows)))
     except Exception:  # pandera reports a raising check its own way: let it
         return None
     return [failure for failure in failures if len(failure[2])]
@@ -120,11 +120,6 @@ def rule_failures(frame: pd.DataFrame, schema: pandera.DataFrameSchema) -> Failu
 
 class _NotCovered(Exception):
     """A check's result this path cannot turn into rows; pandera decides instead."""
-
-
-def _check_name(check: pandera.Check) -> str:
-    # What pandera's failure cases call it: a built-in check's error text, else its name.
-    return str(check.error or check.name)
 
 
 def _failing(output: object, rows: int, flagged: bool = False) -> np.ndarray:
@@ -172,9 +167,9 @@ def rule_order(schema: pandera.DataFrameSchema) -> dict[tuple[str, str], int]:
     for name, column in schema.columns.items():
         if not column.nullable:
             rules.append((name, CHECK_NOT_NULL))
-        rules += [(name, _check_name(check)) for check in column.checks]
+        rules += [(name, check_name(check)) for check in column.checks]
     for check in schema.checks:
-        rules.append((DATAFRAME_CHECK_COLUMNS.get(_check_name(check), ""), _check_name(check)))
+        rules.append((DATAFRAME_CHECK_COLUMNS.get(check_name(check), ""), check_name(check)))
     return {rule: n for n, rule in enumerate(rules)}
 
 
