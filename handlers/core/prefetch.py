@@ -42,13 +42,16 @@ def prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[Ahead]]:
 
     Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
     overlaps validation and writing; the worker also hashes the ids and parses the
-    timestamps of its chunk. At most two chunks exist at once: the worker starts on
-    another only when the caller takes the one it finished. Errors (a failed read)
-    surface in the caller, in order.
+    timestamps of its chunk, unless the caller is already waiting for it: then the caller,
+    idle otherwise, does that part (a clean file's worker is the slower side, a faulty
+    file's caller). At most two chunks exist at once: the worker starts on another only
+    when the caller takes the one it finished. Errors (a failed read) surface in the
+    caller, in order.
     """
     ready: queue.Queue[tuple[Ahead | None, BaseException | None]] = queue.Queue()
     go = threading.Semaphore(1)
     stop = threading.Event()
+    waiting = threading.Event()  # the caller is blocked on the next chunk
 
     def work() -> None:
         try:
@@ -57,16 +60,22 @@ def prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[Ahead]]:
                 if stop.is_set():
                     return
                 chunk = next(chunks, None)
-                ready.put((None if chunk is None else work_ahead(chunk), None))
                 if chunk is None:
+                    ready.put((None, None))
                     return
+                # A waiting caller gets the chunk now and does the rest itself.
+                ready.put((Ahead(chunk) if waiting.is_set() else work_ahead(chunk), None))
                 del chunk
         except BaseException as e:  # handed to the caller, who re-raises it
             ready.put((None, e))
 
     def handed() -> Iterator[Ahead]:
         while True:
-            ahead, error = ready.get()
+            waiting.set()
+            try:
+                ahead, error = ready.get()
+            finally:
+                waiting.clear()
             if error is not None:
                 raise error
             if ahead is None:
