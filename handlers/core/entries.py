@@ -33,7 +33,7 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [jsonable(v) for v in value]
-    if isinstance(value, str):
+    if isinstance(value, str) and not value.isascii():
         # Lone surrogates (from "\ud800" escapes) can't be UTF-8; keep them visible.
         try:
             value.encode("utf-8")
@@ -91,14 +91,12 @@ def build_entry(
         {"column": e["column"], "check": e["check"], "value": jsonable(_capped(e.get("value")))}
         for e in errors
     ]
-    entry.update(
-        source_key=source_key,
-        source_version=source_version,
-        line=line,
-        record_index=record_index,
-        quarantined_at=quarantined_at,
-        schema_version=SCHEMA_VERSION,
-    )
+    entry["source_key"] = source_key
+    entry["source_version"] = source_version
+    entry["line"] = line
+    entry["record_index"] = record_index
+    entry["quarantined_at"] = quarantined_at
+    entry["schema_version"] = SCHEMA_VERSION
     if detail:
         entry["detail"] = detail
     return entry

@@ -37,19 +37,21 @@ def work_ahead(chunk: Chunk) -> Ahead:
 
 
 @contextmanager
-def prefetched(chunks: Iterator[Chunk]) -> Iterator[Iterator[Ahead]]:
-    """The chunks, the next one decoded on a worker thread while the caller handles this one.
+def prefetched(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Iterator[Ahead]]:
+    """The chunks, decoded up to `depth` ahead on a worker thread while the caller works.
 
     Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
     overlaps validation and writing; the worker also hashes the ids and parses the
     timestamps of its chunk, unless the caller is already waiting for it: then the caller,
     idle otherwise, does that part (a clean file's worker is the slower side, a faulty
-    file's caller). At most two chunks exist at once: the worker starts on another only
-    when the caller takes the one it finished. Errors (a failed read) surface in the
-    caller, in order.
+    file's caller). At most `depth + 1` chunks exist at once: the one in the caller's
+    hands and `depth` decoded or being decoded. Two ahead, the worker keeps decoding
+    through the caller's one-time set-up (the table, the catalog) and through a slow
+    chunk, where one ahead left it idle. Errors (a failed read) surface in the caller,
+    in order.
     """
     ready: queue.Queue[tuple[Ahead | None, BaseException | None]] = queue.Queue()
-    go = threading.Semaphore(1)
+    go = threading.Semaphore(depth)
     stop = threading.Event()
     waiting = threading.Event()  # the caller is blocked on the next chunk
 

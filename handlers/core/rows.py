@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -65,3 +65,27 @@ def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]
         # One day (the usual case for a batch): the rows as they are, no filtered copy.
         part = rows if len(values) == 1 else rows.filter(pc.equal(keys, value))
         yield (value // 10_000, value // 100 % 100, value % 100), part
+
+
+_US_PER_DAY = 86_400_000_000
+
+
+def day_masks(
+    instants: pa.Array | pa.ChunkedArray, valid: np.ndarray
+) -> list[tuple[tuple[int, int, int], np.ndarray | None]]:
+    """The UTC days (partitions) of the rows `valid` marks, each with the mask of its rows.
+
+    The mask is None when it would select every row: one day, all rows valid (the usual
+    batch), so the caller writes the rows as they are. Filtering each day straight from
+    the decoded rows, rather than the valid rows first and then each day of those,
+    copies a chunk with bad records once instead of twice.
+    """
+    micros = pc.fill_null(instants.cast(pa.timestamp("us")).cast(pa.int64()), 0)
+    days = np.floor_divide(micros.to_numpy(zero_copy_only=False), _US_PER_DAY)
+    present = np.unique(days[valid])
+    out: list[tuple[tuple[int, int, int], np.ndarray | None]] = []
+    for number in present.tolist():
+        date = (datetime(1970, 1, 1) + timedelta(days=number)).date()
+        mask = None if len(present) == 1 and valid.all() else valid & (days == number)
+        out.append(((date.year, date.month, date.day), mask))
+    return out

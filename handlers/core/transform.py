@@ -16,12 +16,13 @@ import pyarrow as pa
 
 from handlers.core import commit as commits
 from handlers.core import screen, validation
+from handlers.core.allocator import use_system_allocator
 from handlers.core.decode import DEFAULT_CHUNK_BYTES, Chunk, Rejected, decode, decode_record
 from handlers.core.entries import build_entry, decode_exact, dumps_batches, entry_id
 from handlers.core.instants import InstantCache
 from handlers.core.layout import key_id, output_base, quarantine_key, version_token
 from handlers.core.prefetch import Ahead, prefetched
-from handlers.core.rows import partitions, to_processed
+from handlers.core.rows import day_masks, to_processed
 from handlers.core.seen import SeenIds
 from handlers.core.storage import ObjectInfo, Storage
 from handlers.core.table import load_table
@@ -88,6 +89,7 @@ def transform_object(
     `on_progress` sees the running totals after each chunk.
     """
     started = time.perf_counter()
+    use_system_allocator()
     info = storage.stat(key)
     result = TransformResult(source_key=key, source_version=info.version)
     order = commits.order_token(sequencer, info)
@@ -189,7 +191,7 @@ def _write_chunks(
         del ahead  # its slice and rows go now, not after the next slice is decoded
         if on_progress is not None:
             on_progress(result)
-        pa.default_memory_pool().release_unused()  # keep RSS at two chunks' worth
+        pa.default_memory_pool().release_unused()  # keep RSS at the chunks in flight
     result.outputs = [*writer.files.keys, *writer.quarantine_keys]
 
 
@@ -247,7 +249,7 @@ SMALL_LAMBDA_CHUNK_BYTES = 16 * 1024 * 1024
 def slice_bytes(environ: Mapping[str, str] | None = None) -> int:
     """Raw bytes per chunk: 32 MB, or 16 MB in a Lambda with less than 1 GB of memory.
 
-    Peak memory is the imports (~150 MB) plus what two chunks in flight need, which
+    Peak memory is the imports (~150 MB) plus what three chunks in flight need, which
     grows with the slice (and with the share of bad records): see docs/performance.md.
     """
     env = os.environ if environ is None else environ
@@ -327,15 +329,15 @@ class _ChunkWriter:
             return
         # Parsed once per chunk: validation already parsed this very column.
         instants = self.instants.parsed
-        table = chunk.table
-        if not valid.all():
-            mask = pa.array(valid)
-            table, instants = table.filter(mask), instants.filter(mask)
-        rows = to_processed(
-            table, self.info.key, self.now, instants=instants, source_version=self.info.version
-        )
-        for day, part in partitions(rows):
-            self.files.write(part, day, chunk.index)
+        for day, mask in day_masks(instants, valid):
+            table, parsed = chunk.table, instants
+            if mask is not None:
+                selected = pa.array(mask)
+                table, parsed = table.filter(selected), instants.filter(selected)
+            rows = to_processed(
+                table, self.info.key, self.now, instants=parsed, source_version=self.info.version
+            )
+            self.files.write(rows, day, chunk.index)
 
     def _entries(
         self, chunk: Chunk, errors: dict[int, list[tuple[str, str]]]
@@ -355,15 +357,18 @@ class _ChunkWriter:
         for row in sorted(errors):
             raw = chunk.raw(row)
             original = _original(raw, [column for column, _ in errors[row]])
+            # Plain ints for the JSON: a chunk may hold its positions as a numpy array.
+            record_index = int(chunk.record_indexes[row])
+            line = chunk.lines[row]
             yield build_entry(
-                entry_id=entry_id(self.key_id, self.version_token, chunk.record_indexes[row]),
+                entry_id=entry_id(self.key_id, self.version_token, record_index),
                 raw=raw,
                 parsed=original,
                 errors=_quoted_errors(original, errors[row]),
                 source_key=self.info.key,
                 source_version=self.info.version,
-                line=chunk.lines[row],
-                record_index=chunk.record_indexes[row],
+                line=None if line is None else int(line),
+                record_index=record_index,
                 quarantined_at=self.now_text,
             )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +30,8 @@ class Chunk:
 
     index: int
     table: pa.Table
-    lines: list[int | None]  # 1-based line of each row (None inside a JSON document)
-    record_indexes: list[int]  # position of each row among the file's records
+    lines: Sequence[int | None]  # 1-based line of each row (None inside a JSON document)
+    record_indexes: Sequence[int]  # position of each row among the file's records
     raws: list[bytes] | None  # original text per row; None until needed (see raw())
     decode_errors: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)

@@ -128,8 +128,9 @@ def _ndjson_chunk(index: int, part: _Part, first_line: int, record_index: int, f
         return Chunk(
             index=index,
             table=table,
-            lines=list(range(first_line, first_line + count)),
-            record_indexes=list(range(record_index, record_index + count)),
+            # Ranges, not lists: 131,072 ints each would be ~5 MB per chunk in flight.
+            lines=range(first_line, first_line + count),
+            record_indexes=range(record_index, record_index + count),
             raws=None,
             source=data,
             spans=(offsets[:-1], offsets[1:]),
@@ -210,8 +211,8 @@ def _mixed_chunk(
     return Chunk(
         index=index,
         table=table,
-        lines=(at + first_line).tolist(),
-        record_indexes=(position[at] + record_index).tolist(),
+        lines=at + first_line,  # arrays: a list would hold a Python int per row
+        record_indexes=position[at] + record_index,
         raws=None,
         decode_errors=errors,
         rejected=exact.rejected,
