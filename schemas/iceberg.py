@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import pyarrow as arrow
-from pyiceberg.partitioning import PartitionField, PartitionSpec
-from pyiceberg.schema import Schema
-from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import (
-    DecimalType,
-    IcebergType,
-    IntegerType,
-    LongType,
-    NestedField,
-    StringType,
-    TimestamptzType,
-)
 
 from schemas.columns import output_columns, partition_columns
+
+# pyiceberg is imported where it is used: the names below are what the rest of the code
+# needs from this module, and a transform imports pyiceberg (~0.1 s) while its first
+# chunks decode rather than before.
+if TYPE_CHECKING:
+    from pyiceberg.partitioning import PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import IcebergType
 
 NAMESPACE = "ecommerce"
 TABLE_NAME = "transactions"
@@ -46,6 +43,8 @@ TABLE_PROPERTIES: dict[str, str] = {
 
 def iceberg_type(data_type: arrow.DataType) -> IcebergType:
     """Iceberg type of an Arrow output type: Iceberg has no 8/16-bit ints, so they widen."""
+    from pyiceberg.types import DecimalType, IntegerType, LongType, StringType, TimestamptzType
+
     if arrow.types.is_decimal(data_type):
         return DecimalType(data_type.precision, data_type.scale)
     if arrow.types.is_timestamp(data_type):
@@ -66,6 +65,7 @@ def glue_type(kind: IcebergType) -> str:
     # Imported here: the Glue catalog module costs ~0.7 s of imports (boto3 clients), and
     # only the docs and the Pulumi program need the mapping, never a Lambda cold start.
     from pyiceberg.catalog.glue import GLUE_PRIMITIVE_TYPES
+    from pyiceberg.types import DecimalType
 
     if isinstance(kind, DecimalType):
         return f"decimal({kind.precision},{kind.scale})"
@@ -81,6 +81,9 @@ def iceberg_schema() -> Schema:
     Field ids follow the contract's column order and must never be reused or reordered
     for an existing column: a new column gets the next id.
     """
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField
+
     fields = [
         NestedField(
             field_id=n,
@@ -97,6 +100,9 @@ def iceberg_schema() -> Schema:
 @cache
 def iceberg_partition_spec() -> PartitionSpec:
     """Identity partitions on year, month and day, so `WHERE year = … AND month = …` prunes."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
     schema = iceberg_schema()
     return PartitionSpec(
         *(
