@@ -37,21 +37,24 @@ def work_ahead(chunk: Chunk) -> Ahead:
 
 
 @contextmanager
-def prefetched(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Iterator[Ahead]]:
-    """The chunks, decoded up to `depth` ahead on a worker thread while the caller works.
+def prefetched(
+    chunks: Iterator[Chunk], depth: int = 1, head_start: int = 2
+) -> Iterator[Iterator[Ahead]]:
+    """The chunks, decoded `depth` ahead on a worker thread while the caller works.
 
     Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
     overlaps validation and writing; the worker also hashes the ids and parses the
     timestamps of its chunk, unless the caller is already waiting for it: then the caller,
     idle otherwise, does that part (a clean file's worker is the slower side, a faulty
     file's caller). At most `depth + 1` chunks exist at once: the one in the caller's
-    hands and `depth` decoded or being decoded. Two ahead, the worker keeps decoding
-    through the caller's one-time set-up (the table, the catalog) and through a slow
-    chunk, where one ahead left it idle. Errors (a failed read) surface in the caller,
-    in order.
+    hands and `depth` decoded or being decoded. Before the caller takes its first chunk
+    the worker may decode `head_start` of them: it keeps decoding through the caller's
+    one-time set-up (the table, the catalog) instead of idling after one. Errors (a
+    failed read) surface in the caller, in order.
     """
     ready: queue.Queue[tuple[Ahead | None, BaseException | None]] = queue.Queue()
-    go = threading.Semaphore(depth)
+    go = threading.Semaphore(max(depth, head_start))
+    withheld = max(head_start - depth, 0)  # permits of the head start not given back
     stop = threading.Event()
     waiting = threading.Event()  # the caller is blocked on the next chunk
 
@@ -72,6 +75,7 @@ def prefetched(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Iterator[Ahe
             ready.put((None, e))
 
     def handed() -> Iterator[Ahead]:
+        nonlocal withheld
         while True:
             waiting.set()
             try:
@@ -82,7 +86,10 @@ def prefetched(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Iterator[Ahe
                 raise error
             if ahead is None:
                 return
-            go.release()  # decode the next one while this one is handled
+            if withheld:
+                withheld -= 1  # a head-start chunk: the next one is decoded already
+            else:
+                go.release()  # decode the next one while this one is handled
             yield ahead
             del ahead
 

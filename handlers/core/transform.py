@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -186,12 +188,22 @@ def _write_chunks(
     on_progress: Callable[[TransformResult], None] | None,
 ) -> None:
     writer.warm_up()  # one-time validation setup, while the first chunk decodes
-    for ahead in chunks:
-        writer.plan(ahead.chunk, result, ahead)
-        del ahead  # its slice and rows go now, not after the next slice is decoded
-        if on_progress is not None:
-            on_progress(result)
-        pa.default_memory_pool().release_unused()  # keep RSS at the chunks in flight
+    # A chunk's rows are written (Parquet encoding releases the GIL) on a thread of their
+    # own while the next chunk is validated; one chunk's rows at a time. Leaving the block
+    # waits for that thread, so nothing is written after this returns or raises.
+    with ThreadPoolExecutor(1, thread_name_prefix="write-rows") as rows_thread:
+        pending: Future[None] | None = None
+        for ahead in chunks:
+            rows = writer.plan(ahead.chunk, result, ahead)
+            del ahead  # its slice and rows go now, not after the next slice is decoded
+            if pending is not None:
+                pending.result()  # the previous chunk's rows, written (or its error raised)
+            pending = None if rows is None else rows_thread.submit(rows)
+            if on_progress is not None:
+                on_progress(result)
+            pa.default_memory_pool().release_unused()  # keep RSS at the chunks in flight
+        if pending is not None:
+            pending.result()
     result.outputs = [*writer.files.keys, *writer.quarantine_keys]
 
 
@@ -290,8 +302,14 @@ class _ChunkWriter:
         """Validation's one-time setup, while the first chunk decodes."""
         validation.warm_up(self.schema)
 
-    def plan(self, chunk: Chunk, result: TransformResult, ahead: Ahead | None = None) -> None:
-        """Validate a chunk; write its valid rows as data files and its entries to quarantine."""
+    def plan(
+        self, chunk: Chunk, result: TransformResult, ahead: Ahead | None = None
+    ) -> Callable[[], None] | None:
+        """Validate a chunk and write its entries to quarantine; what writes its valid rows.
+
+        The rows are left to the caller (None: the chunk has no valid row), which writes
+        them while it validates the next chunk.
+        """
         hashes = parsed = None
         if ahead is not None and ahead.instants is not None:
             hashes, parsed = ahead.id_hashes, ahead.instants
@@ -309,10 +327,13 @@ class _ChunkWriter:
             self.quarantine_keys.append(key)
             self.storage.put_bytes(key, text)
         chunk.release_source()  # the raw slice was only needed for the entries' text
-        self._write_rows(chunk, valid)
+        instants = self.instants.parsed if valid.any() else None
         self.instants.release()
         result.records_in += chunk.records
         result.processed += int(valid.sum())
+        if instants is None:
+            return None
+        return functools.partial(self._write_rows, chunk.table, instants, valid, chunk.index)
 
     @staticmethod
     def _counted(
@@ -324,20 +345,19 @@ class _ChunkWriter:
                 result.quarantined_by_check[_label(error["column"], error["check"])] += 1
             yield entry
 
-    def _write_rows(self, chunk: Chunk, valid: np.ndarray) -> None:
-        if not valid.any():
-            return
-        # Parsed once per chunk: validation already parsed this very column.
-        instants = self.instants.parsed
+    def _write_rows(
+        self, rows: pa.Table, instants: pa.Array, valid: np.ndarray, chunk_index: int
+    ) -> None:
+        """The valid rows as data files, one per day; `instants` is validation's parse."""
         for day, mask in day_masks(instants, valid):
-            table, parsed = chunk.table, instants
+            table, parsed = rows, instants
             if mask is not None:
                 selected = pa.array(mask)
                 table, parsed = table.filter(selected), instants.filter(selected)
-            rows = to_processed(
+            processed = to_processed(
                 table, self.info.key, self.now, instants=parsed, source_version=self.info.version
             )
-            self.files.write(rows, day, chunk.index)
+            self.files.write(processed, day, chunk_index)
 
     def _entries(
         self, chunk: Chunk, errors: dict[int, list[tuple[str, str]]]

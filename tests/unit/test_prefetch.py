@@ -76,3 +76,25 @@ def test_a_failed_read_surfaces_in_the_caller_after_the_chunks_before_it() -> No
 def test_work_ahead_leaves_an_empty_chunk_alone() -> None:
     ahead = work_ahead(_chunk(0, rows=0))
     assert ahead.id_hashes is None and ahead.instants is None
+
+
+def test_two_chunks_are_decoded_before_the_first_is_taken_then_one_ahead() -> None:
+    produced: list[int] = []
+
+    def counted() -> Iterator[Chunk]:
+        for n in range(6):
+            produced.append(n)
+            yield _chunk(n)
+
+    def settled() -> int:
+        time.sleep(0.2)  # the worker has had time to decode whatever it may
+        return len(produced)
+
+    with prefetched(counted(), depth=1, head_start=2) as handed:
+        assert settled() == 2  # the head start: decoded while the caller set up
+        next(handed)
+        assert settled() == 2  # the second is ready already: nothing more is decoded
+        next(handed)
+        assert settled() == 3  # from here on, one ahead of the chunk in hand
+        next(handed)
+        assert settled() == 4
