@@ -43,18 +43,15 @@ def prefetched(
     """The chunks, decoded `depth` ahead on a worker thread while the caller works.
 
     Decoding is mostly Arrow and numpy work that releases the GIL, so on two cores it
-    overlaps validation and writing; the worker also hashes the ids and parses the
-    timestamps of its chunk, unless the caller is already waiting for it: then the caller,
-    idle otherwise, does that part (a clean file's worker is the slower side, a faulty
-    file's caller). At most `depth + 1` chunks exist at once: the one in the caller's
-    hands and `depth` decoded or being decoded. Before the caller takes its first chunk
-    the worker may decode `head_start` of them: it keeps decoding through the caller's
-    one-time set-up (the table, the catalog) instead of idling after one. Errors (a
-    failed read) surface in the caller, in order.
+    overlaps validation and writing. The worker also hashes the ids and parses the
+    timestamps of its chunk, unless the caller is already waiting for it (then the
+    caller, idle otherwise, does that). At most `depth + 1` chunks exist at once, except
+    that the worker may decode `head_start` before the caller takes the first: it works
+    through the caller's one-time set-up (the table, the catalog) instead of idling.
+    Errors (a failed read) surface in the caller, in order.
     """
     ready: queue.Queue[tuple[Ahead | None, BaseException | None]] = queue.Queue()
-    go = threading.Semaphore(max(depth, head_start))
-    withheld = max(head_start - depth, 0)  # permits of the head start not given back
+    go = _Permits(depth, head_start)
     stop = threading.Event()
     waiting = threading.Event()  # the caller is blocked on the next chunk
 
@@ -75,7 +72,6 @@ def prefetched(
             ready.put((None, e))
 
     def handed() -> Iterator[Ahead]:
-        nonlocal withheld
         while True:
             waiting.set()
             try:
@@ -86,10 +82,7 @@ def prefetched(
                 raise error
             if ahead is None:
                 return
-            if withheld:
-                withheld -= 1  # a head-start chunk: the next one is decoded already
-            else:
-                go.release()  # decode the next one while this one is handled
+            go.taken()  # decode the next one while this one is handled
             yield ahead
             del ahead
 
@@ -99,8 +92,29 @@ def prefetched(
         yield handed()
     finally:
         stop.set()
-        go.release()  # wake the worker if it waits for a go
+        go.wake()  # the worker, if it waits for a go
         worker.join()
         close = getattr(chunks, "close", None)
         if close is not None:
             close()  # the decoder's own cleanup, now that no thread runs it
+
+
+class _Permits:
+    """How many chunks the worker may decode: `head_start` at first, then `depth` ahead."""
+
+    def __init__(self, depth: int, head_start: int) -> None:
+        self._go = threading.Semaphore(max(depth, head_start))
+        self._withheld = max(head_start - depth, 0)  # head-start permits not given back
+
+    def acquire(self) -> None:
+        self._go.acquire()
+
+    def taken(self) -> None:
+        """The caller took a chunk: one more may be decoded, unless it was a head start's."""
+        if self._withheld:
+            self._withheld -= 1
+        else:
+            self._go.release()
+
+    def wake(self) -> None:
+        self._go.release()
