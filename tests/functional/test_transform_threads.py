@@ -39,7 +39,7 @@ class SlowRowsFailingEntries(LocalStorage):
 
     def put_bytes(self, key: str, data: bytes) -> None:
         if key.startswith(DATA):
-            time.sleep(0.3)  # still writing when the main thread dies
+            time.sleep(0.8)  # still writing when the main thread dies
         elif key.startswith("quarantine/"):
             self.entry_files += 1
             if self.entry_files == 2:
@@ -56,7 +56,7 @@ def files_written_after_the_transform_raised(tmp_path: Path) -> set[str]:
     with pytest.raises(Crash):
         transform_object(storage, "raw/batch.ndjson", chunk_bytes=CHUNK_BYTES)
     at_raise = _data_files(storage)
-    time.sleep(0.6)  # longer than a slow data file takes
+    time.sleep(1.2)  # longer than a slow data file takes
     return _data_files(storage) - at_raise
 
 
