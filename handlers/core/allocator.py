@@ -14,7 +14,7 @@ def use_system_allocator(environ: Mapping[str, str] | None = None) -> str:
     """Make the C library's malloc Arrow's default pool, unless the user chose one; its name.
 
     Measured on the 1M-record bench file (`make bench`, docs/performance.md): with
-    glibc's malloc the transformer peaks ~60 MB lower than with pyarrow's bundled
+    glibc's malloc the transformer peaks 40 - 65 MB lower than with pyarrow's bundled
     mimalloc and runs no slower. Large buffers (a chunk's columns) go back to the system
     when freed instead of staying in the pool, which is what lets a third chunk be in
     flight within the same memory. Buffers already made keep the pool that made them.
