@@ -210,12 +210,12 @@ def cmd_transform(args: argparse.Namespace) -> int:
     target = lake.root / key
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A file already in raw/ is the object itself: nothing to land (and no need to
-        # read it twice to learn it equals itself).
-        landed = target.is_file() and target.samefile(source)
         # Identical content landing again is a redelivery (S3 gives it the same ETag):
-        # keep the object as it is, so the transformer recognises the version.
-        same = landed or (target.is_file() and filecmp.cmp(source, target, shallow=False))
+        # keep the object as it is, so the transformer recognises the version. A file
+        # already in raw/ is the object itself, so it is not read twice to learn that.
+        same = target.is_file() and (
+            target.samefile(source) or filecmp.cmp(source, target, shallow=False)
+        )
         if not same:
             # Land it the way S3 would: a complete object appears at once.
             # Its own temporary name: concurrent runs of one file never share it.

@@ -53,18 +53,10 @@ def to_processed(
 
 def partitions(rows: pa.Table) -> Iterator[tuple[tuple[int, int, int], pa.Table]]:
     """Split table rows by UTC day (the partition), in row order within each day."""
-    keys = pc.add(
-        pc.add(
-            pc.multiply(rows.column("year").cast(pa.int32()), 10_000),
-            pc.multiply(rows.column("month").cast(pa.int32()), 100),
-        ),
-        rows.column("day").cast(pa.int32()),
-    )
-    values = sorted(pc.unique(keys).to_pylist())
-    for value in values:
+    every = np.ones(rows.num_rows, dtype=bool)
+    for day, mask in day_masks(rows.column("timestamp"), every):
         # One day (the usual case for a batch): the rows as they are, no filtered copy.
-        part = rows if len(values) == 1 else rows.filter(pc.equal(keys, value))
-        yield (value // 10_000, value // 100 % 100, value % 100), part
+        yield day, rows if mask is None else rows.filter(pa.array(mask))
 
 
 _US_PER_DAY = 86_400_000_000

@@ -37,11 +37,13 @@ def test_chunks_arrive_in_order_and_work_ahead_matches_the_callers_own() -> None
     with prefetched(iter(chunks)) as handed:
         got = list(handed)
     assert [a.chunk.index for a in got] == [0, 1, 2, 3, 4]
-    for ahead in got:
-        if ahead.id_hashes is not None:  # whoever made it, it is what the caller would make
-            ids = ahead.chunk.table.column("transaction_id")
-            assert np.array_equal(ahead.id_hashes, SeenIds.hashes(ids))
-            assert ahead.instants.equals(parse_instants(ahead.chunk.table.column("timestamp")))
+    # What the worker makes ahead is what the caller makes itself when it was waiting.
+    for chunk in chunks:
+        ahead = work_ahead(chunk)
+        ids = chunk.table.column("transaction_id")
+        assert ahead.id_hashes is not None and ahead.instants is not None
+        assert np.array_equal(ahead.id_hashes, SeenIds.hashes(ids))
+        assert ahead.instants.equals(parse_instants(chunk.table.column("timestamp")))
 
 
 def test_a_waiting_caller_gets_the_chunk_at_once_and_a_busy_one_gets_it_worked_ahead() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from handlers.core.rows import day_masks
+from handlers.core.rows import day_masks, partitions
 
 
 def _instants(*texts: str | None) -> pa.Array:
@@ -44,3 +44,14 @@ def test_one_day_with_a_bad_row_is_masked() -> None:
 
 def test_no_valid_row_no_day() -> None:
     assert day_masks(_instants("2026-01-15T01:00:00+00:00"), np.zeros(1, dtype=bool)) == []
+
+
+def test_partitions_split_processed_rows_by_utc_day_in_row_order() -> None:
+    instants = _instants(
+        "2026-01-16T08:00:00+00:00", "2026-01-15T12:00:00+00:00", "2026-01-16T09:00:00+00:00"
+    )
+    rows = pa.table({"timestamp": instants, "n": [0, 1, 2]})
+    got = [(day, part.column("n").to_pylist()) for day, part in partitions(rows)]
+    assert got == [((2026, 1, 15), [1]), ((2026, 1, 16), [0, 2])]
+    [(day, whole)] = partitions(rows.slice(1, 1))
+    assert day == (2026, 1, 15) and whole.num_rows == 1
